@@ -1,0 +1,151 @@
+//! `drawbridge`: the gateway binary and its tools.
+#![forbid(unsafe_code)]
+
+mod check;
+mod demo;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "drawbridge", version, about = "A guardrail gateway between AI agents and PostgreSQL")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Manage agent credentials.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+    /// Explain the decision on SQL without running it; exits non-zero unless allowed.
+    Check(check::CheckArgs),
+    /// Policy tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Start a throwaway PostgreSQL with the gateway in front of it.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Create a fresh secret and print the config snippet with its SCRAM verifier.
+    New {
+        name: String,
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Run policy test files; exits non-zero when a case fails.
+    Test { files: Vec<PathBuf> },
+    /// Print the JSON Schema of policy files.
+    Schema,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::Agent { command: AgentCommand::New { name, groups } } => {
+            agent_new(&name, &groups);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(args) => check::run(args),
+        Command::Policy { command: PolicyCommand::Test { files } } => policy_test(&files),
+        Command::Policy { command: PolicyCommand::Schema } => {
+            println!("{}", policy::json_schema());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => demo::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("drawbridge: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Tokio with worker stacks deep enough for the SQL parser's recursion.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(sql::MIN_CALLER_STACK)
+        .build()?)
+}
+
+pub fn init_logs(format: gateway::config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DRAWBRIDGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        gateway::config::LogFormat::Json => builder.json().try_init(),
+        gateway::config::LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn serve(path: PathBuf) -> anyhow::Result<ExitCode> {
+    let config = gateway::Config::load(&path)?;
+    init_logs(config.server.log_format);
+    runtime()?.block_on(async move {
+        let gw = gateway::Gateway::bind(config).await?;
+        watch_reload(gw.shared.clone())?;
+        gw.run().await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// SIGHUP re-reads the policy; a broken file is reported and the old policy stays.
+pub fn watch_reload(shared: std::sync::Arc<gateway::Shared>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match shared.reload_policy() {
+                Ok(()) => tracing::info!(version = %shared.policy.load().version(), "policy reloaded"),
+                Err(e) => tracing::error!(error = %e, "policy reload failed; the previous policy stays in force"),
+            }
+        }
+    });
+    Ok(())
+}
+
+fn agent_new(name: &str, groups: &[String]) {
+    use base64::Engine as _;
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>());
+    let verifier = wire::auth::scram::Verifier::generate(&secret, wire::auth::scram::DEFAULT_ITERATIONS);
+    let groups: Vec<String> = groups.iter().map(|g| format!("{g:?}")).collect();
+    println!("secret: {secret}");
+    println!();
+    println!("[agents.{name}]");
+    println!("verifier = \"{verifier}\"");
+    println!("groups = [{}]", groups.join(", "));
+}
+
+fn policy_test(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    if files.is_empty() {
+        anyhow::bail!("give one or more policy test files");
+    }
+    let analyzer = sql::Analyzer::new(sql::Limits::default());
+    let report = policy::testing::run_files(files, &analyzer);
+    print!("{report}");
+    println!("{} passed, {} failed", report.passed_count(), report.failed_count());
+    Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

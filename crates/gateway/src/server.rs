@@ -1,0 +1,119 @@
+//! The listener and the state every session shares.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::cancel::Cancels;
+use crate::catalog::Catalogs;
+use crate::config::Config;
+use crate::limiter::AuthLimiter;
+use crate::session::Judged;
+use crate::{tls, Error};
+
+pub struct Shared {
+    pub config: Config,
+    pub policy: ArcSwap<policy::Policy>,
+    pub analyzer: sql::Analyzer,
+    pub(crate) cancels: Cancels,
+    pub(crate) limiter: AuthLimiter,
+    pub(crate) catalogs: Catalogs,
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Seeds decoy verifiers so unknown agents take the same path as known ones.
+    pub(crate) decoy_secret: [u8; 32],
+    pub(crate) decisions: quick_cache::sync::Cache<DecisionKey, Arc<Judged>>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct DecisionKey {
+    pub policy_version: Arc<str>,
+    pub agent: Arc<str>,
+    pub target: Arc<str>,
+    pub text: Box<str>,
+}
+
+/// Loads the policy the config names.
+pub fn server_policy(cfg: &Config) -> Result<policy::Policy, Error> {
+    match (&cfg.policy.file, &cfg.policy.pack) {
+        (Some(file), _) => policy::Policy::load(&cfg.resolve(file)).map_err(|e| Error::Policy(e.to_string())),
+        (None, Some(pack)) => {
+            let params = serde_json::to_value(&cfg.policy.with)
+                .ok()
+                .and_then(|v| v.as_object().map(|o| o.clone().into_iter().collect()))
+                .unwrap_or_default();
+            policy::Policy::pack(pack, &params).map_err(|e| Error::Policy(e.to_string()))
+        }
+        (None, None) => Err(Error::Policy(
+            "no policy configured: set [policy] file = \"…\" or pack = \"production\"".into(),
+        )),
+    }
+}
+
+pub struct Gateway {
+    pub shared: Arc<Shared>,
+    listener: TcpListener,
+}
+
+impl Gateway {
+    pub async fn bind(config: Config) -> Result<Gateway, Error> {
+        let policy = server_policy(&config)?;
+        let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+            (Some(c), Some(k)) => Some(tls::acceptor(&config.resolve(c), &config.resolve(k))?),
+            _ => None,
+        };
+        let listener = TcpListener::bind(&config.server.listen)
+            .await
+            .map_err(|e| Error::Config(format!("listen {}: {e}", config.server.listen)))?;
+        let limits = sql::Limits { max_bytes: config.server.max_statement_bytes, ..Default::default() };
+        let shared = Shared {
+            limiter: AuthLimiter::new(config.server.auth_failures_per_minute),
+            analyzer: sql::Analyzer::new(limits),
+            policy: ArcSwap::from_pointee(policy),
+            cancels: Cancels::default(),
+            catalogs: Catalogs::default(),
+            tls,
+            decoy_secret: rand::random(),
+            decisions: quick_cache::sync::Cache::new(10_000),
+            config,
+        };
+        Ok(Gateway { shared: Arc::new(shared), listener })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Accepts agents until the process ends. A failing session never stops the others.
+    pub async fn run(self) -> Result<(), Error> {
+        info!(listen = %self.local_addr()?, "drawbridge listening");
+        loop {
+            let (tcp, peer) = match self.listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of descriptors and the like: wait a moment rather than spin.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                crate::startup::serve_connection(shared, tcp, peer).await;
+            });
+        }
+    }
+}
+
+impl Shared {
+    /// Re-reads the policy; on error the old one stays in force.
+    pub fn reserver_policy(&self) -> Result<(), Error> {
+        let fresh = server_policy(&self.config)?;
+        self.policy.store(Arc::new(fresh));
+        self.decisions.clear();
+        Ok(())
+    }
+}

@@ -1,0 +1,1042 @@
+//! One agent session, and the path of every statement through it:
+//!
+//! client frame → `wire` view → `sql` facts (cached) → `policy` decision → forward,
+//! refuse, or run under a row limit → upstream responses → client.
+//!
+//! Two halves run side by side in one task. `Inbound` reads the agent's frames, judges
+//! them and writes to the target. `Outbound` reads the target's frames and writes them to
+//! the agent byte-exact, except where `Inbound` queued an `Expect` telling it to hold,
+//! replace or drop a response. `Inbound` queues each expectation before it writes the
+//! frames that will cause the response, so `Outbound` always knows what it is reading.
+//!
+//! A refusal never just skips a message: the gateway sends the target a statement that
+//! fails to parse in its place, so the target's transaction state is exactly what the
+//! failing statement would have left (an aborted transaction, an extended-protocol batch
+//! discarded until Sync), and `Outbound` swaps the target's syntax error for the refusal.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, oneshot};
+
+use policy::{Decision, Effect};
+use sql::{Analysis, Operation, Statement};
+use wire::{backend, frontend, Builder};
+
+use crate::catalog::Functions;
+use crate::conn::{BoxIo, Frames};
+use crate::server::{DecisionKey, Shared};
+use crate::Error;
+
+pub use policy::Principal;
+
+/// Replaces a refused message at the target: it cannot parse, so it cannot do anything.
+const POISON: &str = "drawbridge refused";
+
+#[derive(Default)]
+pub struct SessionStats {
+    pub bytes_from_client: u64,
+    pub bytes_to_client: u64,
+    pub statements: u64,
+    pub refused: u64,
+}
+
+/// State both halves read.
+struct Flags {
+    /// Transaction status from the last ReadyForQuery.
+    status: AtomicU8,
+    /// The client encoding lets the gateway read SQL as the target will.
+    encoding_safe: AtomicBool,
+    /// standard_conforming_strings is on, as the gateway's parser assumes.
+    strings_standard: AtomicBool,
+    bytes_to_client: AtomicU64,
+}
+
+/// Client encodings in which a byte that looks like a quote or backslash may be part of a
+/// multi-byte character; SQL in them would be read differently by the gateway and target.
+pub fn encoding_is_safe(name: &[u8]) -> bool {
+    const UNSAFE: &[&[u8]] = &[b"SJIS", b"SHIFT_JIS_2004", b"BIG5", b"GBK", b"UHC", b"GB18030", b"JOHAB"];
+    !UNSAFE.iter().any(|u| u.eq_ignore_ascii_case(name))
+}
+
+/// A message's analysis and the decision on each statement.
+pub struct Judged {
+    pub analysis: Arc<Analysis>,
+    pub decisions: Vec<Decision>,
+    pub verdict: Verdict,
+}
+
+#[derive(Clone)]
+pub enum Verdict {
+    /// Run it; `limits[i]` is the affected-row limit of statement i, if any.
+    Run { limits: Vec<Option<u64>> },
+    /// Refuse it with this ErrorResponse.
+    Refuse(Arc<Vec<u8>>),
+}
+
+impl Verdict {
+    fn limited(&self) -> bool {
+        matches!(self, Verdict::Run { limits } if limits.iter().any(Option::is_some))
+    }
+}
+
+fn refusal(code: &str, message: String, hint: Option<&str>) -> Verdict {
+    Verdict::Refuse(Arc::new(Builder::error("ERROR", code, &message, hint)))
+}
+
+/// What `Outbound` must do with the target's next responses.
+enum Expect {
+    /// Forward everything through the next ReadyForQuery.
+    Sync,
+    /// Drop everything through the next ReadyForQuery (the gateway's own statements).
+    Swallow,
+    /// Forward until the next ErrorResponse and send this one instead.
+    ReplaceError(Arc<Vec<u8>>),
+    /// A simple Query under row limits: hold its CommandCompletes and ReadyForQuery, then
+    /// report the rows each statement changed.
+    Guard { limits: Vec<Option<u64>>, report: oneshot::Sender<GuardReport> },
+    /// The extended-protocol Execute number `index` of this batch is under a row limit:
+    /// hold its CommandComplete and report.
+    GuardExecute { index: u32, limit: u64, report: oneshot::Sender<GuardReport> },
+    /// Answer of the gateway's COMMIT after a guarded query: on success release what was
+    /// held; on failure forward the error.
+    Commit,
+    /// Answer of the gateway's ROLLBACK after a guarded query: send `refusal` if given,
+    /// then the ReadyForQuery.
+    Rollback { refusal: Option<Arc<Vec<u8>>> },
+    /// Write what was held now.
+    Release,
+    /// Forget what was held.
+    DropHeld,
+    /// Tell the caller the transaction status once everything before has been answered.
+    Barrier(oneshot::Sender<u8>),
+    /// Write this to the agent and end the session.
+    Fatal(Vec<u8>),
+}
+
+#[derive(Debug)]
+enum GuardReport {
+    /// Within the limit.
+    Within,
+    /// Over the limit (or a count the gateway could not read): must not stand.
+    Over { rows: Option<u64>, limit: u64 },
+    /// The statement failed or was skipped; the target already undid it.
+    Failed,
+}
+
+/// Protocol-level prepared statements and portals as the gateway judged them.
+enum Prepared {
+    Allowed(Arc<Judged>),
+    Refused(Arc<Vec<u8>>),
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    shared: Arc<Shared>,
+    principal: Principal,
+    target: String,
+    catalog: Arc<Functions>,
+    encoding_safe: bool,
+    client: Frames<BoxIo>,
+    server: Frames<BoxIo>,
+    stats: &mut SessionStats,
+) -> Result<(), Error> {
+    let flags = Flags {
+        status: AtomicU8::new(b'I'),
+        encoding_safe: AtomicBool::new(encoding_safe),
+        strings_standard: AtomicBool::new(true),
+        bytes_to_client: AtomicU64::new(0),
+    };
+    let (client_r, client_w) = tokio::io::split(client.io);
+    let (server_r, server_w) = tokio::io::split(server.io);
+    let (tx, rx) = mpsc::unbounded_channel();
+
+    let mut inbound = Inbound {
+        shared: &shared,
+        agent: principal.agent.as_str().into(),
+        principal: &principal,
+        target: target.as_str().into(),
+        catalog,
+        flags: &flags,
+        client: Frames::with_buffer(client_r, client.buf, wire::MAX_MESSAGE_LEN),
+        server: server_w,
+        out: Vec::with_capacity(16 * 1024),
+        expect: tx,
+        statements: HashMap::new(),
+        portals: HashMap::new(),
+        sql_prepared: HashMap::new(),
+        batch_executes: 0,
+        stats: SessionStats::default(),
+    };
+    let mut outbound = Outbound {
+        flags: &flags,
+        target: &target,
+        server: Frames::with_buffer(server_r, server.buf, wire::MAX_MESSAGE_LEN),
+        client: client_w,
+        expect: rx,
+        queue: VecDeque::new(),
+        out: Vec::with_capacity(16 * 1024),
+        held: Vec::new(),
+        batch: Batch::default(),
+    };
+
+    let result = {
+        let a = inbound.run();
+        let b = outbound.run();
+        tokio::pin!(a, b);
+        tokio::select! {
+            biased;
+            r = &mut b => r,
+            r = &mut a => {
+                // Let queued answers (a refusal, a FATAL) reach the agent before closing.
+                let _ = tokio::time::timeout(Duration::from_secs(2), &mut b).await;
+                r
+            }
+        }
+    };
+    *stats = std::mem::take(&mut inbound.stats);
+    stats.bytes_to_client = flags.bytes_to_client.load(Ordering::Relaxed);
+    result
+}
+
+/// Agent → target.
+struct Inbound<'a> {
+    shared: &'a Arc<Shared>,
+    agent: Arc<str>,
+    principal: &'a Principal,
+    target: Arc<str>,
+    catalog: Arc<Functions>,
+    flags: &'a Flags,
+    client: Frames<ReadHalf<BoxIo>>,
+    server: WriteHalf<BoxIo>,
+    /// Frames to write to the target at the end of this read.
+    out: Vec<u8>,
+    expect: mpsc::UnboundedSender<Expect>,
+    statements: HashMap<Vec<u8>, Prepared>,
+    portals: HashMap<Vec<u8>, Prepared>,
+    /// `PREPARE name AS …` bodies, judged again at each EXECUTE.
+    sql_prepared: HashMap<String, Statement>,
+    /// Executes forwarded since the last Sync.
+    batch_executes: u32,
+    stats: SessionStats,
+}
+
+impl Inbound<'_> {
+    async fn run(&mut self) -> Result<(), Error> {
+        let r = self.relay().await;
+        if let Err(Error::Protocol(e)) = &r {
+            let msg = format!("drawbridge: invalid message from client: {e}");
+            self.send(Expect::Fatal(Builder::error("FATAL", "08P01", &msg, None)));
+        }
+        r
+    }
+
+    async fn relay(&mut self) -> Result<(), Error> {
+        let idle = self.shared.config.server.idle_timeout_secs;
+        loop {
+            while let Some(h) = self.client.complete()? {
+                let frame = self.client.buf.split_to(h.total);
+                self.stats.bytes_from_client += h.total as u64;
+                if !self.message(h.tag, &frame).await? {
+                    self.flush().await?;
+                    return Ok(());
+                }
+            }
+            self.flush().await?;
+            let more = if idle > 0 {
+                match tokio::time::timeout(Duration::from_secs(idle), self.client.fill()).await {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        let msg = "drawbridge: terminating connection due to idle timeout";
+                        self.send(Expect::Fatal(Builder::error("FATAL", "57P05", msg, None)));
+                        return Ok(());
+                    }
+                }
+            } else {
+                self.client.fill().await?
+            };
+            if !more {
+                if !self.client.buf.is_empty() {
+                    return Err(Error::Protocol(wire::Error::Malformed("truncated frame")));
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    fn send(&self, e: Expect) {
+        // The other half is gone only when the session is ending anyway.
+        let _ = self.expect.send(e);
+    }
+
+    async fn flush(&mut self) -> Result<(), Error> {
+        if !self.out.is_empty() {
+            self.server.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Handles one client frame; `false` ends the session.
+    async fn message(&mut self, tag: u8, frame: &[u8]) -> Result<bool, Error> {
+        let body = &frame[5..];
+        match tag {
+            frontend::QUERY => self.query(frame, frontend::query(body)?).await?,
+            frontend::PARSE => {
+                let p = frontend::parse(body)?;
+                self.parse(frame, p.name, p.query);
+            }
+            frontend::BIND => {
+                let b = frontend::bind(body)?;
+                let judged = match self.statements.get(b.statement) {
+                    Some(Prepared::Allowed(j)) => Prepared::Allowed(j.clone()),
+                    Some(Prepared::Refused(r)) => Prepared::Refused(r.clone()),
+                    None => Prepared::Refused(unknown_statement()),
+                };
+                match &judged {
+                    Prepared::Allowed(_) => self.out.extend_from_slice(frame),
+                    Prepared::Refused(r) => self.refuse_in_batch(r.clone()),
+                }
+                self.portals.insert(b.portal.to_vec(), judged);
+            }
+            frontend::EXECUTE => self.execute(frame, frontend::execute(body)?).await?,
+            frontend::CLOSE => {
+                let (kind, name) = frontend::target(body, "Close")?;
+                if kind == b'S' {
+                    self.statements.remove(name);
+                } else {
+                    self.portals.remove(name);
+                }
+                self.out.extend_from_slice(frame);
+            }
+            frontend::SYNC => {
+                self.send(Expect::Sync);
+                self.out.extend_from_slice(frame);
+                self.batch_executes = 0;
+            }
+            frontend::FUNCTION_CALL => {
+                // Calls a function by OID with no SQL to judge.
+                let r = refusal("42501", "drawbridge: the fast-path function call protocol is not allowed".into(), None);
+                self.refuse_query(r);
+            }
+            frontend::TERMINATE => {
+                self.out.extend_from_slice(frame);
+                return Ok(false);
+            }
+            // Describe, Flush, COPY data, and anything unknown (the target rejects it).
+            _ => self.out.extend_from_slice(frame),
+        }
+        Ok(true)
+    }
+
+    /// Simple protocol: judge every statement; run all or none.
+    async fn query(&mut self, frame: &[u8], text: &[u8]) -> Result<(), Error> {
+        let judged = self.judge(text);
+        self.stats.statements += judged.analysis.statements.len() as u64;
+        match &judged.verdict {
+            Verdict::Refuse(r) => {
+                self.stats.refused += 1;
+                let r = r.clone();
+                self.refuse_query(Verdict::Refuse(r));
+                return Ok(());
+            }
+            v if v.limited() => self.guarded_query(frame, &judged).await?,
+            Verdict::Run { .. } => {
+                self.send(Expect::Sync);
+                self.out.extend_from_slice(frame);
+            }
+        }
+        self.remember_sql_prepares(&judged.analysis);
+        if changes_session_settings(&judged.analysis) {
+            // A setting that changes how SQL is read (client_encoding,
+            // standard_conforming_strings) must be seen before the next message is judged.
+            self.flush().await?;
+            self.barrier().await;
+        }
+        Ok(())
+    }
+
+    fn refuse_query(&mut self, verdict: Verdict) {
+        if let Verdict::Refuse(r) = verdict {
+            self.send(Expect::ReplaceError(r));
+            self.send(Expect::Sync);
+            self.out.extend_from_slice(&Builder::query(POISON));
+        }
+    }
+
+    /// Extended protocol: make the target fail here, so it discards the batch until Sync.
+    fn refuse_in_batch(&mut self, r: Arc<Vec<u8>>) {
+        self.stats.refused += 1;
+        self.send(Expect::ReplaceError(r));
+        self.out.extend_from_slice(&Builder::parse(b"", POISON, &[]));
+    }
+
+    fn parse(&mut self, frame: &[u8], name: &[u8], text: &[u8]) {
+        let judged = self.judge(text);
+        self.stats.statements += judged.analysis.statements.len() as u64;
+        let entry = match &judged.verdict {
+            Verdict::Refuse(r) => {
+                self.refuse_in_batch(r.clone());
+                Prepared::Refused(r.clone())
+            }
+            Verdict::Run { .. } => {
+                self.out.extend_from_slice(frame);
+                Prepared::Allowed(judged)
+            }
+        };
+        // The target rejects a second Parse of an existing named statement, so the
+        // first stays the one that Bind will use.
+        if name.is_empty() || !self.statements.contains_key(name) {
+            self.statements.insert(name.to_vec(), entry);
+        }
+    }
+
+    async fn execute(&mut self, frame: &[u8], e: frontend::Execute<'_>) -> Result<(), Error> {
+        let judged = match self.portals.get(e.portal) {
+            Some(Prepared::Allowed(j)) => j.clone(),
+            Some(Prepared::Refused(r)) => {
+                let r = r.clone();
+                self.refuse_in_batch(r);
+                return Ok(());
+            }
+            None => {
+                self.refuse_in_batch(unknown_statement());
+                return Ok(());
+            }
+        };
+        let limit = match &judged.verdict {
+            Verdict::Run { limits } => limits.iter().flatten().min().copied(),
+            Verdict::Refuse(_) => None,
+        };
+        let index = self.batch_executes;
+        self.batch_executes += 1;
+        let Some(limit) = limit else {
+            self.out.extend_from_slice(frame);
+            return Ok(());
+        };
+        if e.max_rows != 0 {
+            let msg = "drawbridge: a row-limited statement must be executed in one go (Execute row count 0)";
+            self.refuse_in_batch(Arc::new(Builder::error("ERROR", "42501", msg, None)));
+            return Ok(());
+        }
+        // Nothing commits before Sync, so a statement over its limit can still be undone by
+        // failing the batch.
+        let (report, rx) = oneshot::channel();
+        self.send(Expect::GuardExecute { index, limit, report });
+        self.out.extend_from_slice(frame);
+        self.out.extend_from_slice(&Builder::flush());
+        self.flush().await?;
+        match rx.await {
+            Ok(GuardReport::Within) => self.send(Expect::Release),
+            Ok(GuardReport::Over { rows, limit }) => {
+                self.send(Expect::DropHeld);
+                self.refuse_in_batch(over_limit(&judged, rows, limit));
+            }
+            Ok(GuardReport::Failed) | Err(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Runs a simple Query whose statements have row limits so that nothing stands if any
+    /// statement changes more rows than allowed.
+    async fn guarded_query(&mut self, frame: &[u8], judged: &Judged) -> Result<(), Error> {
+        let Verdict::Run { limits } = &judged.verdict else { return Ok(()) };
+        if judged.analysis.statements.iter().any(|s| s.transaction.is_some()) {
+            let msg = "drawbridge: a row-limited statement cannot share a query with transaction control; send them separately";
+            self.refuse_query(refusal("42501", msg.into(), None));
+            return Ok(());
+        }
+        self.flush().await?;
+        let status = self.barrier().await;
+        if status == b'E' {
+            // The target refuses everything in a failed transaction anyway.
+            self.send(Expect::Sync);
+            self.out.extend_from_slice(frame);
+            return Ok(());
+        }
+        let autocommit = status == b'I';
+        if autocommit {
+            self.send(Expect::Swallow);
+            self.out.extend_from_slice(&Builder::query("BEGIN"));
+        }
+        let (report, rx) = oneshot::channel();
+        self.send(Expect::Guard { limits: limits.clone(), report });
+        self.out.extend_from_slice(frame);
+        self.flush().await?;
+        let report = rx.await.unwrap_or(GuardReport::Failed);
+        match (autocommit, report) {
+            (true, GuardReport::Within) => {
+                self.send(Expect::Commit);
+                self.out.extend_from_slice(&Builder::query("COMMIT"));
+            }
+            (true, GuardReport::Over { rows, limit }) => {
+                self.stats.refused += 1;
+                self.send(Expect::Rollback { refusal: Some(over_limit(judged, rows, limit)) });
+                self.out.extend_from_slice(&Builder::query("ROLLBACK"));
+            }
+            (true, GuardReport::Failed) => {
+                self.send(Expect::Rollback { refusal: None });
+                self.out.extend_from_slice(&Builder::query("ROLLBACK"));
+            }
+            (false, GuardReport::Within) | (false, GuardReport::Failed) => self.send(Expect::Release),
+            (false, GuardReport::Over { rows, limit }) => {
+                // Inside the agent's transaction: leave it aborted, as a failing statement would.
+                self.stats.refused += 1;
+                self.send(Expect::DropHeld);
+                self.refuse_query(Verdict::Refuse(over_limit(judged, rows, limit)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every earlier message has been answered; returns the transaction status.
+    async fn barrier(&mut self) -> u8 {
+        let (tx, rx) = oneshot::channel();
+        self.send(Expect::Barrier(tx));
+        rx.await.unwrap_or(b'E')
+    }
+
+    fn remember_sql_prepares(&mut self, analysis: &Analysis) {
+        for s in &analysis.statements {
+            if let Some(name) = &s.prepares {
+                // A repeated PREPARE of a name fails at the target; keep the first body.
+                self.sql_prepared.entry(name.clone()).or_insert_with(|| s.clone());
+            }
+            match &s.deallocates {
+                Some(Some(name)) => {
+                    self.sql_prepared.remove(name);
+                }
+                Some(None) => {
+                    self.sql_prepared.clear();
+                    if s.has(Operation::Discard) {
+                        self.statements.clear();
+                        self.portals.clear();
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Analysis and decisions for one message's SQL text.
+    fn judge(&self, raw: &[u8]) -> Arc<Judged> {
+        if !self.flags.encoding_safe.load(Ordering::Relaxed) {
+            return unjudgeable("drawbridge: this client_encoding is not supported; use UTF8");
+        }
+        if !self.flags.strings_standard.load(Ordering::Relaxed) {
+            return unjudgeable("drawbridge: standard_conforming_strings must be on; reconnect to reset it");
+        }
+        let text = sql_text(raw);
+        let policy = self.shared.policy.load();
+        let key = DecisionKey {
+            policy_version: policy.version().into(),
+            agent: self.agent.clone(),
+            target: self.target.clone(),
+            text: text.as_ref().into(),
+        };
+        if let Some(j) = self.shared.decisions.get(&key) {
+            return j;
+        }
+        let analysis = match self.shared.analyzer.analyze(&text) {
+            Ok(a) => a,
+            Err(e) => return Arc::new(Judged { analysis: Arc::default(), decisions: vec![], verdict: analysis_refusal(&e) }),
+        };
+        let ctx = policy::Context {
+            principal: self.principal,
+            target: &self.target,
+            now: chrono::Utc::now(),
+            catalog: Some(self.catalog.as_ref()),
+        };
+        let mut cacheable = true;
+        let mut decisions = Vec::with_capacity(analysis.statements.len());
+        for stmt in &analysis.statements {
+            let mut d = policy.evaluate(stmt, &ctx);
+            if let Some(name) = &stmt.executes {
+                // EXECUTE runs a body judged at PREPARE; judge it again now (policy and
+                // row limits may differ), and refuse a name the gateway never saw.
+                cacheable = false;
+                d = match self.sql_prepared.get(name) {
+                    Some(body) => combine(d, policy.evaluate(body, &ctx)),
+                    None => Decision {
+                        effect: Effect::Deny,
+                        rules: vec!["unknown-prepared-statement".into()],
+                        reason: format!("prepared statement \"{name}\" was not prepared through this gateway"),
+                        max_rows: None,
+                        cacheable: false,
+                    },
+                };
+            }
+            cacheable &= d.cacheable;
+            decisions.push(d);
+        }
+        let verdict = verdict_of(&analysis, &decisions);
+        let judged = Arc::new(Judged { analysis, decisions, verdict });
+        if cacheable {
+            self.shared.decisions.insert(key, judged.clone());
+        }
+        judged
+    }
+}
+
+/// SQL text for analysis. Valid UTF-8 is used as is; other bytes (a LATIN1 or SQL_ASCII
+/// client) are read one byte per character, which keeps every ASCII quote, comment and
+/// separator where the target's lexer sees it.
+fn sql_text(raw: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(raw) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(raw.iter().map(|&b| b as char).collect()),
+    }
+}
+
+fn changes_session_settings(a: &Analysis) -> bool {
+    a.statements.iter().any(|s| {
+        s.has(Operation::Set)
+            || s.has(Operation::Reset)
+            || s.has(Operation::Discard)
+            || s.functions.iter().any(|f| f.name == "set_config")
+    })
+}
+
+fn combine(a: Decision, b: Decision) -> Decision {
+    let (mut worse, other) = if b.effect > a.effect { (b, a) } else { (a, b) };
+    if worse.effect == other.effect {
+        for r in other.rules {
+            if !worse.rules.contains(&r) {
+                worse.rules.push(r);
+            }
+        }
+    }
+    worse.max_rows = match (worse.max_rows, other.max_rows) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    };
+    worse.cacheable &= other.cacheable;
+    worse
+}
+
+fn verdict_of(analysis: &Analysis, decisions: &[Decision]) -> Verdict {
+    if let Some(d) = decisions.iter().find(|d| d.effect == Effect::Deny) {
+        let rule = d.rules.first().map(String::as_str).unwrap_or("default-deny");
+        return refusal("42501", format!("drawbridge: blocked by rule {rule}: {}", d.reason), None);
+    }
+    if let Some(d) = decisions.iter().find(|d| d.effect == Effect::RequireApproval) {
+        let rule = d.rules.first().map(String::as_str).unwrap_or("");
+        return refusal(
+            "42501",
+            format!("drawbridge: approval required by rule {rule}: {}", d.reason),
+            Some("this gateway has no approval workflow configured, so the statement was refused"),
+        );
+    }
+    let mut limits = Vec::with_capacity(decisions.len());
+    for (stmt, d) in analysis.statements.iter().zip(decisions) {
+        if d.max_rows.is_some() && !stmt.rows_countable {
+            let rule = d.rules.first().map(String::as_str).unwrap_or("");
+            return refusal(
+                "42501",
+                format!(
+                    "drawbridge: blocked by rule {rule}: the rows this statement changes cannot be counted exactly \
+                     (data-modifying CTE or EXPLAIN ANALYZE), so its row limit cannot be enforced"
+                ),
+                None,
+            );
+        }
+        limits.push(d.max_rows);
+    }
+    Verdict::Run { limits }
+}
+
+fn unjudgeable(message: &str) -> Arc<Judged> {
+    Arc::new(Judged { analysis: Arc::default(), decisions: vec![], verdict: refusal("42501", message.into(), None) })
+}
+
+fn analysis_refusal(e: &sql::Error) -> Verdict {
+    let code = match e {
+        sql::Error::Syntax(_) => "42601",
+        sql::Error::TooLarge { .. } => "54000",
+        sql::Error::TooDeep { .. } => "54001",
+        _ => "42501",
+    };
+    refusal(code, format!("drawbridge: {e}"), None)
+}
+
+fn unknown_statement() -> Arc<Vec<u8>> {
+    let msg = "drawbridge: blocked: the prepared statement or portal is unknown to the gateway";
+    Arc::new(Builder::error("ERROR", "42501", msg, None))
+}
+
+fn over_limit(judged: &Judged, rows: Option<u64>, limit: u64) -> Arc<Vec<u8>> {
+    let rule = judged
+        .decisions
+        .iter()
+        .find(|d| d.max_rows.is_some())
+        .and_then(|d| d.rules.first().cloned())
+        .unwrap_or_default();
+    let changed = rows.map_or("an uncounted number of".to_string(), |r| r.to_string());
+    let msg = format!(
+        "drawbridge: blocked by rule {rule}: statement changed {changed} rows, over the limit of {limit}; it was rolled back"
+    );
+    Arc::new(Builder::error("ERROR", "42501", &msg, None))
+}
+
+/// Execute completions and errors seen since the last ReadyForQuery.
+#[derive(Default)]
+struct Batch {
+    completions: u32,
+    failed: bool,
+    /// CommandComplete tags of a guarded simple Query, in order.
+    tags: Vec<Option<u64>>,
+}
+
+/// What to do with one frame from the target.
+enum Action {
+    Forward,
+    Drop,
+    Hold,
+    Write(Arc<Vec<u8>>),
+}
+
+/// Target → agent.
+struct Outbound<'a> {
+    flags: &'a Flags,
+    target: &'a str,
+    server: Frames<ReadHalf<BoxIo>>,
+    client: WriteHalf<BoxIo>,
+    expect: mpsc::UnboundedReceiver<Expect>,
+    queue: VecDeque<Expect>,
+    out: Vec<u8>,
+    held: Vec<u8>,
+    batch: Batch,
+}
+
+impl Outbound<'_> {
+    async fn run(&mut self) -> Result<(), Error> {
+        let mut inbound_open = true;
+        loop {
+            if self.immediate().await? {
+                return Ok(());
+            }
+            if !inbound_open && self.queue.is_empty() {
+                return Ok(());
+            }
+            tokio::select! {
+                biased;
+                e = self.expect.recv(), if inbound_open => match e {
+                    Some(e) => self.queue.push_back(e),
+                    None => inbound_open = false,
+                },
+                r = self.server.fill() => {
+                    if !r? {
+                        let msg = format!("drawbridge: connection to target \"{}\" was lost", self.target);
+                        self.client.write_all(&Builder::error("FATAL", "08006", &msg, None)).await?;
+                        return Err(Error::Upstream { target: self.target.into(), reason: "closed the connection".into() });
+                    }
+                    self.frames().await?;
+                }
+            }
+        }
+    }
+
+    /// Runs expectations at the front that need no response; `true` ends the session.
+    async fn immediate(&mut self) -> Result<bool, Error> {
+        while let Ok(e) = self.expect.try_recv() {
+            self.queue.push_back(e);
+        }
+        loop {
+            match self.queue.front() {
+                Some(Expect::Release) => {
+                    self.out.append(&mut self.held);
+                }
+                Some(Expect::DropHeld) => self.held.clear(),
+                Some(Expect::Barrier(_)) => {
+                    if let Some(Expect::Barrier(tx)) = self.queue.pop_front() {
+                        let _ = tx.send(self.flags.status.load(Ordering::Relaxed));
+                    }
+                    continue;
+                }
+                Some(Expect::GuardExecute { .. }) if self.batch.failed => {
+                    if let Some(Expect::GuardExecute { report, .. }) = self.queue.pop_front() {
+                        let _ = report.send(GuardReport::Failed);
+                    }
+                    continue;
+                }
+                Some(Expect::Fatal(_)) => {
+                    if let Some(Expect::Fatal(bytes)) = self.queue.pop_front() {
+                        self.out.extend_from_slice(&bytes);
+                        self.write_out().await?;
+                    }
+                    return Ok(true);
+                }
+                _ => break,
+            }
+            self.queue.pop_front();
+        }
+        self.write_out().await?;
+        Ok(false)
+    }
+
+    async fn write_out(&mut self) -> Result<(), Error> {
+        if !self.out.is_empty() {
+            self.client.write_all(&self.out).await?;
+            self.flags.bytes_to_client.fetch_add(self.out.len() as u64, Ordering::Relaxed);
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Handles every complete frame in the buffer. Runs of forwarded frames are written as
+    /// one slice of the read buffer; the usual case copies nothing.
+    async fn frames(&mut self) -> Result<(), Error> {
+        let mut pos = 0;
+        let mut run_start = 0;
+        loop {
+            let Some(h) = wire::peek(&self.server.buf[pos..], wire::MAX_MESSAGE_LEN)? else { break };
+            if pos + h.total > self.server.buf.len() {
+                self.server.buf.reserve(pos + h.total - self.server.buf.len());
+                break;
+            }
+            // Pull in expectations queued while this read was under way.
+            while let Ok(e) = self.expect.try_recv() {
+                self.queue.push_back(e);
+            }
+            let action = self.decide(h.tag, pos, h.total)?;
+            if !matches!(action, Action::Forward) {
+                self.out.extend_from_slice(&self.server.buf[run_start..pos]);
+                match action {
+                    Action::Hold => {
+                        let frame = &self.server.buf[pos..pos + h.total];
+                        self.held.extend_from_slice(frame);
+                    }
+                    Action::Write(bytes) => self.out.extend_from_slice(&bytes),
+                    Action::Drop | Action::Forward => {}
+                }
+                run_start = pos + h.total;
+            }
+            pos += h.total;
+            if h.tag == backend::READY_FOR_QUERY || h.tag == backend::COMMAND_COMPLETE {
+                // Expectations such as Release may now apply before the next frame.
+                self.out.extend_from_slice(&self.server.buf[run_start..pos]);
+                run_start = pos;
+                self.immediate_in_batch();
+            }
+        }
+        if self.out.is_empty() {
+            if run_start < pos {
+                let n = pos - run_start;
+                self.client.write_all(&self.server.buf[run_start..pos]).await?;
+                self.flags.bytes_to_client.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        } else {
+            self.out.extend_from_slice(&self.server.buf[run_start..pos]);
+            self.write_out().await?;
+        }
+        self.server.consume(pos);
+        Ok(())
+    }
+
+    /// `immediate` without writing (used mid-batch; the caller writes).
+    fn immediate_in_batch(&mut self) {
+        loop {
+            match self.queue.front() {
+                Some(Expect::Release) => self.out.append(&mut self.held),
+                Some(Expect::DropHeld) => self.held.clear(),
+                Some(Expect::Barrier(_)) => {
+                    if let Some(Expect::Barrier(tx)) = self.queue.pop_front() {
+                        let _ = tx.send(self.flags.status.load(Ordering::Relaxed));
+                    }
+                    continue;
+                }
+                _ => break,
+            }
+            self.queue.pop_front();
+        }
+    }
+
+    fn body(&self, pos: usize, total: usize) -> &[u8] {
+        &self.server.buf[pos + 5..pos + total]
+    }
+
+    fn decide(&mut self, tag: u8, pos: usize, total: usize) -> Result<Action, Error> {
+        match tag {
+            backend::PARAMETER_STATUS => {
+                let (k, v) = backend::parameter_status(self.body(pos, total))?;
+                if k == b"client_encoding" {
+                    self.flags.encoding_safe.store(encoding_is_safe(v), Ordering::Relaxed);
+                } else if k == b"standard_conforming_strings" {
+                    self.flags.strings_standard.store(v == b"on", Ordering::Relaxed);
+                }
+                return Ok(Action::Forward);
+            }
+            backend::NOTICE_RESPONSE => return Ok(Action::Forward),
+            b'A' => return Ok(Action::Forward), // NotificationResponse
+            _ => {}
+        }
+        let is_completion = matches!(tag, backend::COMMAND_COMPLETE | backend::EMPTY_QUERY | backend::PORTAL_SUSPENDED);
+        let rows = if tag == backend::COMMAND_COMPLETE {
+            backend::command_tag(self.body(pos, total)).ok().map(backend::tag_rows)
+        } else {
+            None
+        };
+        if tag == backend::ERROR_RESPONSE {
+            self.batch.failed = true;
+        }
+        if tag == backend::READY_FOR_QUERY {
+            let status = backend::ready_for_query(self.body(pos, total))?;
+            self.flags.status.store(status, Ordering::Relaxed);
+        }
+
+        let action = match self.queue.front_mut() {
+            None | Some(Expect::Sync) => Action::Forward,
+            Some(Expect::Swallow) => Action::Drop,
+            Some(Expect::ReplaceError(r)) if tag == backend::ERROR_RESPONSE => {
+                let r = r.clone();
+                self.queue.pop_front();
+                Action::Write(r)
+            }
+            Some(Expect::ReplaceError(_)) if tag == backend::READY_FOR_QUERY => {
+                // The batch had already failed, so the target skipped the refused message
+                // without an error of its own; the ReadyForQuery belongs to what follows.
+                self.queue.pop_front();
+                return self.decide(tag, pos, total);
+            }
+            Some(Expect::ReplaceError(_)) => Action::Forward,
+            Some(Expect::Guard { .. }) if tag == backend::COMMAND_COMPLETE => {
+                self.batch.tags.push(rows.flatten());
+                Action::Hold
+            }
+            Some(Expect::Guard { limits, .. }) if tag == backend::READY_FOR_QUERY => {
+                let report = guard_report(limits, &self.batch);
+                if let Some(Expect::Guard { report: tx, .. }) = self.queue.pop_front() {
+                    let _ = tx.send(report);
+                }
+                self.batch = Batch::default();
+                return Ok(Action::Hold);
+            }
+            Some(Expect::Guard { .. }) => Action::Forward,
+            Some(Expect::GuardExecute { index, limit, .. }) => {
+                let (index, limit) = (*index, *limit);
+                let mine = is_completion && self.batch.completions == index;
+                if is_completion {
+                    self.batch.completions += 1;
+                }
+                if tag == backend::ERROR_RESPONSE || tag == backend::READY_FOR_QUERY || mine {
+                    let report = match (tag, rows) {
+                        (backend::COMMAND_COMPLETE, Some(Some(n))) if n <= limit => GuardReport::Within,
+                        (backend::COMMAND_COMPLETE, r) => GuardReport::Over { rows: r.flatten(), limit },
+                        (backend::EMPTY_QUERY, _) => GuardReport::Within,
+                        (backend::PORTAL_SUSPENDED, _) => GuardReport::Over { rows: None, limit },
+                        _ => GuardReport::Failed,
+                    };
+                    let hold = tag == backend::COMMAND_COMPLETE;
+                    if let Some(Expect::GuardExecute { report: tx, .. }) = self.queue.pop_front() {
+                        let _ = tx.send(report);
+                    }
+                    if hold {
+                        return Ok(Action::Hold);
+                    }
+                    if tag == backend::READY_FOR_QUERY {
+                        return self.after_ready();
+                    }
+                }
+                return Ok(Action::Forward);
+            }
+            Some(Expect::Commit) => match tag {
+                backend::ERROR_RESPONSE => {
+                    self.held.clear();
+                    Action::Forward
+                }
+                backend::READY_FOR_QUERY => {
+                    // The held ReadyForQuery (last, six bytes) said "in transaction";
+                    // the COMMIT's own one is the truth now.
+                    let keep = self.held.len().saturating_sub(6);
+                    self.out.extend_from_slice(&self.held[..keep]);
+                    self.held.clear();
+                    Action::Forward
+                }
+                _ => Action::Drop,
+            },
+            Some(Expect::Rollback { refusal }) => match tag {
+                backend::READY_FOR_QUERY => {
+                    self.held.clear();
+                    match refusal.take() {
+                        Some(r) => self.out.extend_from_slice(&r),
+                        None => {}
+                    }
+                    Action::Forward
+                }
+                _ => Action::Drop,
+            },
+            // Immediate kinds are handled before frames are read.
+            Some(_) => Action::Forward,
+        };
+        if is_completion && !matches!(self.queue.front(), Some(Expect::GuardExecute { .. })) {
+            self.batch.completions += 1;
+        }
+        if tag == backend::READY_FOR_QUERY {
+            self.queue.pop_front();
+            self.batch = Batch::default();
+        }
+        Ok(action)
+    }
+
+    fn after_ready(&mut self) -> Result<Action, Error> {
+        // A ReadyForQuery ended the batch while an Execute guard was pending; the
+        // expectation for the Sync that caused it is next.
+        let action = match self.queue.front() {
+            Some(Expect::Swallow) => Action::Drop,
+            _ => Action::Forward,
+        };
+        self.queue.pop_front();
+        self.batch = Batch::default();
+        Ok(action)
+    }
+}
+
+fn guard_report(limits: &[Option<u64>], batch: &Batch) -> GuardReport {
+    if batch.failed {
+        return GuardReport::Failed;
+    }
+    for (i, limit) in limits.iter().enumerate() {
+        let Some(limit) = *limit else { continue };
+        match batch.tags.get(i).copied().flatten() {
+            Some(n) if n <= limit => {}
+            rows => return GuardReport::Over { rows, limit },
+        }
+    }
+    GuardReport::Within
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_client_encodings() {
+        assert!(encoding_is_safe(b"UTF8"));
+        assert!(encoding_is_safe(b"LATIN1"));
+        assert!(!encoding_is_safe(b"SJIS"));
+        assert!(!encoding_is_safe(b"big5"));
+    }
+
+    #[test]
+    fn non_utf8_text_keeps_ascii_structure() {
+        let raw = b"SELECT '\xe9'; DROP TABLE t";
+        let t = sql_text(raw);
+        assert_eq!(t.len(), raw.len() + 1);
+        assert!(t.ends_with("; DROP TABLE t"));
+    }
+
+    #[test]
+    fn guard_reports() {
+        let b = Batch { tags: vec![Some(3), Some(10)], ..Default::default() };
+        assert!(matches!(guard_report(&[None, Some(10)], &b), GuardReport::Within));
+        assert!(matches!(guard_report(&[Some(2), None], &b), GuardReport::Over { rows: Some(3), limit: 2 }));
+        let missing = Batch { tags: vec![None], ..Default::default() };
+        assert!(matches!(guard_report(&[Some(5)], &missing), GuardReport::Over { rows: None, .. }));
+        let failed = Batch { failed: true, ..Default::default() };
+        assert!(matches!(guard_report(&[Some(5)], &failed), GuardReport::Failed));
+    }
+}

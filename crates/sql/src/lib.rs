@@ -1,0 +1,131 @@
+//! Statement analysis for Drawbridge on libpg_query (PostgreSQL's own parser).
+//!
+//! `Analyzer::analyze` turns a message's SQL text into [`Analysis`]: one [`Statement`] of
+//! facts per statement. Oversize, too-deeply-nested and unparseable input is an error,
+//! never a crash. Results are cached.
+#![forbid(unsafe_code)]
+
+mod analyze;
+mod depth;
+pub mod facts;
+mod normalize;
+mod parse;
+mod walk;
+
+pub use facts::{Analysis, Function, Operation, Statement, Table, Transaction};
+
+use quick_cache::sync::Cache;
+use quick_cache::Weighter;
+use std::sync::Arc;
+
+/// Thread stack with which every statement within the default [`Limits`] is analysed on
+/// the calling thread. A thread with less still works: a deep statement then runs on a
+/// temporary stack segment, which costs an allocation per call.
+pub const MIN_CALLER_STACK: usize = if cfg!(debug_assertions) { 64 << 20 } else { 16 << 20 };
+
+/// Why a text could not be analysed. Every variant is a refusal reason the agent may see.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("statement is {len} bytes, over the {max}-byte limit")]
+    TooLarge { len: usize, max: usize },
+    #[error("statement nests deeper than the limit of {max}")]
+    TooDeep { max: usize },
+    #[error("statement could not be parsed: {0}")]
+    Syntax(String),
+    #[error("statement could not be analysed: {0}")]
+    Internal(String),
+}
+
+/// Input bounds.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_bytes: usize,
+    /// Parse-tree levels, as bounded before parsing (roughly: operators chained at one
+    /// bracket level, plus brackets, plus keywords, summed along the deepest path).
+    pub max_depth: usize,
+    /// Memory budget of each of the two result caches, in bytes (approximate).
+    pub cache_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_bytes: 1 << 20, max_depth: 1000, cache_bytes: 64 << 20 }
+    }
+}
+
+#[derive(Clone)]
+struct Weight;
+
+impl<K: AsRef<str>> Weighter<K, Arc<Analysis>> for Weight {
+    fn weight(&self, key: &K, val: &Arc<Analysis>) -> u64 {
+        (key.as_ref().len() + 64 + 256 * val.statements.len()) as u64
+    }
+}
+
+/// Thread-safe analyser with a cache of recent results.
+pub struct Analyzer {
+    limits: Limits,
+    /// By exact text.
+    exact: Cache<String, Arc<Analysis>, Weight>,
+    /// By text with literal values blanked; ranges in key coordinates.
+    normalized: Cache<String, Arc<Analysis>, Weight>,
+}
+
+impl Analyzer {
+    pub fn new(limits: Limits) -> Self {
+        let items = (limits.cache_bytes / 512).max(16) as usize;
+        Analyzer {
+            exact: Cache::with_weighter(items, limits.cache_bytes, Weight),
+            normalized: Cache::with_weighter(items, limits.cache_bytes, Weight),
+            limits,
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Analyse one message's SQL text (one or more statements).
+    pub fn analyze(&self, text: &str) -> Result<Arc<Analysis>, Error> {
+        if text.len() > self.limits.max_bytes {
+            return Err(Error::TooLarge { len: text.len(), max: self.limits.max_bytes });
+        }
+        if let Some(hit) = self.exact.get(text) {
+            return Ok(hit);
+        }
+        let normalized = normalize::normalize(text);
+        if let Some(n) = &normalized {
+            if let Some(shared) = self.normalized.get(n.key.as_str()) {
+                return Ok(Arc::new(n.adopt(&shared)));
+            }
+        }
+        let outcome = parse::run(text, &self.limits)?;
+        let analysis = Arc::new(outcome.analysis);
+        self.exact.insert(text.to_owned(), Arc::clone(&analysis));
+        // Facts that looked at a constant's value hold only for that value.
+        if let (Some(n), false) = (normalized, outcome.read_constants) {
+            let shared = Arc::new(n.share(&analysis));
+            self.normalized.insert(n.key, shared);
+        }
+        Ok(analysis)
+    }
+
+    /// Analyse without consulting or filling the caches.
+    pub fn analyze_uncached(&self, text: &str) -> Result<Analysis, Error> {
+        if text.len() > self.limits.max_bytes {
+            return Err(Error::TooLarge { len: text.len(), max: self.limits.max_bytes });
+        }
+        parse::run(text, &self.limits).map(|o| o.analysis)
+    }
+}
+
+impl Default for Analyzer {
+    fn default() -> Self {
+        Analyzer::new(Limits::default())
+    }
+}
+
+/// Stack needed to analyse any statement within `limits` without a temporary segment.
+pub fn stack_needed(limits: &Limits) -> usize {
+    parse::stack_for(limits.max_depth + depth::SLACK)
+}

@@ -1,0 +1,276 @@
+"""psycopg 3: the same operations through the gateway and directly give the same results."""
+
+import threading
+import time
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from conftest import sample_rows
+
+TYPED_QUERY = """
+SELECT 42 AS i, 'héllo ✓'::text AS t, NULL::text AS n, 1.5::numeric AS num,
+       '2024-01-02'::date AS d, '{1,2,3}'::int[] AS arr, '\\xdeadbeef00'::bytea AS b,
+       true AS flag, '{"a": [1, null]}'::jsonb AS j, 3.25::float8 AS f,
+       '12:34:56'::time AS tm, '2024-01-02 03:04:05+00'::timestamptz AS ts
+"""
+
+
+def both(urls, fn, **connect_kwargs):
+    """Run fn(conn) on a gateway and a direct connection; return both results."""
+    out = {}
+    for side, url in urls.items():
+        with psycopg.connect(url, autocommit=True, **connect_kwargs) as conn:
+            out[side] = fn(conn)
+    return out["gateway"], out["direct"]
+
+
+def describe(cur):
+    return [(c.name, c.type_code) for c in cur.description]
+
+
+def test_text_results_match(urls):
+    def run(conn):
+        with conn.cursor() as cur:
+            cur.execute(TYPED_QUERY)
+            return describe(cur), cur.fetchall()
+
+    gw, direct = both(urls, run)
+    assert gw == direct
+    assert gw[1][0][0] == 42
+
+
+def test_binary_results_match(urls, make_table):
+    table = make_table(rows=sample_rows(20))
+
+    def run(conn):
+        with conn.cursor(binary=True) as cur:
+            cur.execute(TYPED_QUERY)
+            typed = cur.fetchall()
+            cur.execute(f"SELECT * FROM {table} ORDER BY id")
+            return typed, cur.fetchall(), cur.pgresult.fformat(0)
+
+    gw, direct = both(urls, run)
+    assert gw == direct
+    assert gw[2] == 1, "results were not binary"
+    assert len(gw[1]) == 20
+
+
+def test_server_side_cursor(urls):
+    def run(conn):
+        batches = []
+        with conn.transaction():
+            with conn.cursor(name="big") as cur:
+                cur.itersize = 97
+                cur.execute("SELECT g, md5(g::text) FROM generate_series(1, 1000) g")
+                while rows := cur.fetchmany(250):
+                    batches.append(rows)
+        return batches
+
+    gw, direct = both(urls, run)
+    assert gw == direct
+    assert sum(len(b) for b in gw) == 1000
+
+
+def test_copy_out_text_and_binary(urls, make_table):
+    table = make_table(rows=sample_rows())
+
+    def run(conn):
+        out = []
+        with conn.cursor() as cur:
+            for fmt in ("text", "csv", "binary"):
+                buf = bytearray()
+                with cur.copy(f"COPY (SELECT * FROM {table} ORDER BY id) TO STDOUT (FORMAT {fmt})") as copy:
+                    for chunk in copy:
+                        buf += chunk
+                out.append(bytes(buf))
+        return out
+
+    gw, direct = both(urls, run)
+    assert gw == direct
+    assert b"name-50" in gw[0]
+
+
+def test_copy_in(urls, make_table, admin):
+    tables = {side: make_table() for side in urls}
+    rows = sample_rows(200)
+    for side, url in urls.items():
+        with psycopg.connect(url, autocommit=True) as conn:
+            with conn.cursor().copy(f"COPY {tables[side]} (id, name, score, data) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+    contents = [
+        admin.execute(f"SELECT * FROM {tables[side]} ORDER BY id").fetchall() for side in urls
+    ]
+    assert contents[0] == contents[1]
+    assert len(contents[0]) == 200
+
+
+def test_copy_in_error_keeps_session(urls, make_table):
+    def run(conn):
+        table = tables.pop()
+        with pytest.raises(errors.InvalidTextRepresentation) as info:
+            with conn.cursor().copy(f"COPY {table} (id) FROM STDIN") as copy:
+                copy.write(b"1\nnot-a-number\n")
+        return info.value.sqlstate, conn.execute("SELECT 7").fetchone()
+
+    tables = [make_table(), make_table()]
+    gw, direct = both(urls, run)
+    assert gw == direct == ("22P02", (7,))
+
+
+def test_prepared_statements(urls):
+    def run(conn):
+        results = []
+        for i in range(8):
+            cur = conn.execute("SELECT %s::int * 2, %s::text", (i, f"v{i}"), prepare=True)
+            results.append(cur.fetchone())
+        prepared = conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0]
+        return results, prepared
+
+    gw, direct = both(urls, run)
+    assert gw == direct
+    assert gw[1] >= 1, "prepare=True did not create a server-side prepared statement"
+
+
+def test_extended_protocol_parameters(urls, make_table):
+    table = make_table(rows=sample_rows())
+
+    def run(conn):
+        cur = conn.execute(
+            f"SELECT id, name FROM {table} WHERE id = ANY(%s) AND name LIKE %s ORDER BY id",
+            ([1, 5, 9, 1000], "name-%"),
+        )
+        return cur.fetchall()
+
+    gw, direct = both(urls, run)
+    assert gw == direct
+    assert [r[0] for r in gw] == [1, 5, 9]
+
+
+def test_pipeline_mode(urls):
+    def run(conn):
+        with conn.pipeline():
+            curs = [conn.execute("SELECT %s::int + 1", (i,)) for i in range(20)]
+        return [c.fetchone()[0] for c in curs]
+
+    gw, direct = both(urls, run)
+    assert gw == direct == list(range(1, 21))
+
+
+def cancel(conn):
+    if hasattr(conn, "cancel_safe"):
+        conn.cancel_safe()
+    else:
+        conn.cancel()
+
+
+def test_cancel_then_session_usable(urls):
+    def run(conn):
+        timer = threading.Timer(0.5, cancel, (conn,))
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(errors.QueryCanceled) as info:
+            conn.execute("SELECT pg_sleep(20)")
+        elapsed = time.monotonic() - started
+        timer.join()
+        assert elapsed < 10, f"cancel took {elapsed:.1f}s"
+        return info.value.sqlstate, conn.execute("SELECT 'alive'").fetchone()
+
+    gw, direct = both(urls, run)
+    assert gw == direct == ("57014", ("alive",))
+
+
+def test_listen_notify_both_ways(urls):
+    for listener_url, notifier_url in (
+        (urls["gateway"], urls["direct"]),
+        (urls["direct"], urls["gateway"]),
+    ):
+        with psycopg.connect(listener_url, autocommit=True) as listener, psycopg.connect(
+            notifier_url, autocommit=True
+        ) as notifier:
+            listener.execute("LISTEN drv_channel")
+            notifier.execute("SELECT pg_notify('drv_channel', 'payload ✓')")
+            got = list(listener.notifies(timeout=5, stop_after=1))
+            assert [(n.channel, n.payload) for n in got] == [("drv_channel", "payload ✓")]
+
+
+def test_transactions(urls, make_table):
+    def run(conn):
+        table = tables.pop()
+        states = []
+        conn.autocommit = False
+        conn.execute(f"INSERT INTO {table} (id, name) VALUES (1, 'rolled back')")
+        states.append(conn.info.transaction_status.name)
+        conn.rollback()
+        conn.execute(f"INSERT INTO {table} (id, name) VALUES (2, 'kept')")
+        conn.commit()
+        with pytest.raises(errors.DivisionByZero):
+            conn.execute("SELECT 1 / 0")
+        states.append(conn.info.transaction_status.name)
+        with pytest.raises(errors.InFailedSqlTransaction):
+            conn.execute("SELECT 1")
+        conn.rollback()
+        states.append(conn.info.transaction_status.name)
+        conn.autocommit = True
+        return states, conn.execute(f"SELECT id, name FROM {table}").fetchall()
+
+    tables = [make_table(), make_table()]
+    gw, direct = both(urls, run)
+    assert gw == direct
+    assert gw == (["INTRANS", "INERROR", "IDLE"], [(2, "kept")])
+
+
+def test_errors_match(urls):
+    def run(conn):
+        seen = []
+        for sql in ("SELEC 1", "SELECT * FROM no_such_table_x", "SELECT 1/0", "SELECT 'x'::int"):
+            try:
+                conn.execute(sql)
+            except psycopg.Error as e:
+                seen.append((e.sqlstate, e.diag.message_primary, e.diag.severity))
+        return seen
+
+    gw, direct = both(urls, run)
+    assert gw == direct
+    assert [s[0] for s in gw] == ["42601", "42P01", "22012", "22P02"]
+
+
+def test_parameter_status_and_identity(urls):
+    keys = ("server_version", "server_encoding", "client_encoding", "DateStyle",
+            "integer_datetimes", "standard_conforming_strings", "TimeZone")
+
+    def run(conn):
+        params = {k: conn.info.parameter_status(k) for k in keys}
+        ident = conn.execute("SELECT current_user, current_database()").fetchone()
+        return params, ident
+
+    gw, direct = both(urls, run)
+    assert gw == direct
+
+
+@pytest.mark.gateway_only
+@pytest.mark.parametrize("prepare", [False, True])
+def test_refused_statement_keeps_session(urls, make_table, admin, prepare):
+    table = make_table(rows=sample_rows(5))
+    with psycopg.connect(urls["gateway"], autocommit=True) as conn:
+        for sql in (f"TRUNCATE {table}", f"DELETE FROM {table}", f"DROP TABLE {table}"):
+            with pytest.raises(errors.InsufficientPrivilege) as info:
+                conn.execute(sql, prepare=prepare)
+            assert info.value.sqlstate == "42501"
+            assert info.value.diag.message_primary.startswith("drawbridge:"), info.value
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (5,)
+    assert admin.execute(f"SELECT count(*) FROM {table}").fetchone() == (5,)
+
+
+@pytest.mark.gateway_only
+def test_refused_inside_transaction_then_rollback(urls, make_table, admin):
+    table = make_table(rows=sample_rows(3))
+    with psycopg.connect(urls["gateway"]) as conn:
+        conn.execute(f"UPDATE {table} SET name = 'changed' WHERE id = 1")
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute(f"TRUNCATE {table}")
+        conn.rollback()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert admin.execute(f"SELECT count(*), count(*) FILTER (WHERE name = 'changed') FROM {table}").fetchone() == (3, 0)
