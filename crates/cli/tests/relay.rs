@@ -54,7 +54,7 @@ fn psql_copy_both_ways() {
         assert!(out.status.success(), "{table}: {}", text(&out.stderr));
         let stdout = text(&out.stdout);
         assert!(stdout.ends_with("50\n"), "{table}: {stdout}");
-        assert!(stdout.starts_with("1,user 1 ✓,u1@example.com,\\x0100ff\n"), "{stdout}");
+        assert!(stdout.starts_with("COPY 50\nCOPY 50\n1,user 1 ✓,u1@example.com,\\x0100ff\n"), "{stdout}");
     }
     let gw_rows = up.admin("SELECT * FROM copy_gateway ORDER BY id");
     let direct_rows = up.admin("SELECT * FROM copy_direct ORDER BY id");

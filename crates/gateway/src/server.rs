@@ -110,7 +110,7 @@ impl Gateway {
 
 impl Shared {
     /// Re-reads the policy; on error the old one stays in force.
-    pub fn reserver_policy(&self) -> Result<(), Error> {
+    pub fn reload_policy(&self) -> Result<(), Error> {
         let fresh = server_policy(&self.config)?;
         self.policy.store(Arc::new(fresh));
         self.decisions.clear();

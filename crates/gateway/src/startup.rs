@@ -132,7 +132,7 @@ async fn handshake(shared: &Shared, frames: &mut Frames<BoxIo>, peer: SocketAddr
                 match &shared.tls {
                     Some(acceptor) => {
                         frames.io.write_all(b"S").await?;
-                        let io = std::mem::replace(&mut frames.io, Box::new(tokio::io::empty_duplex()));
+                        let io = std::mem::replace(&mut frames.io, Box::new(tokio::io::duplex(1).0));
                         let stream = acceptor.accept(io).await.map_err(|e| Error::Tls(e.to_string()))?;
                         frames.io = Box::new(stream);
                         tls = true;

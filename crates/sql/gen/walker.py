@@ -17,7 +17,7 @@ variants = dict(re.findall(r"^\s+(\w+)\(&'a protobuf::(\w+)\),", noderef, re.M))
 by_struct = {s: v for v, s in variants.items()}
 
 structs = {}
-for m in re.finditer(r"pub struct (\w+) \{(.*?)\n\}", proto, re.S):
+for m in re.finditer(r"pub struct (\w+) \{([^{}]*)\}", proto):
     name, body = m.group(1), m.group(2) + "\n"
     fields = []
     for fm in re.finditer(r"pub (\w+): (.*?),\n", body, re.S):

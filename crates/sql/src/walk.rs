@@ -13,13 +13,13 @@ pub(crate) fn children<'a>(node: NodeRef<'a>, out: &mut Vec<NodeRef<'a>>) {
             if let Some(c) = &n.lexpr { if let Some(e) = &c.node { out.push(e.to_ref()); } }
             if let Some(c) = &n.rexpr { if let Some(e) = &c.node { out.push(e.to_ref()); } }
         }
+        NodeRef::AIndices(n) => {
+            if let Some(c) = &n.lidx { if let Some(e) = &c.node { out.push(e.to_ref()); } }
+            if let Some(c) = &n.uidx { if let Some(e) = &c.node { out.push(e.to_ref()); } }
+        }
         NodeRef::AIndirection(n) => {
             if let Some(c) = &n.arg { if let Some(e) = &c.node { out.push(e.to_ref()); } }
             for c in &n.indirection { if let Some(e) = &c.node { out.push(e.to_ref()); } }
-        }
-        NodeRef::AStar(n) => {
-            if let Some(c) = &n.lidx { if let Some(e) = &c.node { out.push(e.to_ref()); } }
-            if let Some(c) = &n.uidx { if let Some(e) = &c.node { out.push(e.to_ref()); } }
         }
         NodeRef::AccessPriv(n) => {
             for c in &n.cols { if let Some(e) = &c.node { out.push(e.to_ref()); } }
