@@ -1,23 +1,248 @@
-//! `drawbridge demo`: a throwaway PostgreSQL with the gateway in front of it.
+//! `drawbridge demo`: a throwaway PostgreSQL, the gateway in front of it with the
+//! `production` pack, and an agent's session played through a real client connection.
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Args;
+use localpg::{LocalPg, PasswordStorage};
+
+/// Row limit the demo sets on the pack, low enough for its small tables to show it.
+const DEMO_MAX_ROWS: u64 = 100;
 
 #[derive(Args)]
 pub struct DemoArgs {
-    /// Port for the gateway (default: 6432).
+    /// Port for the gateway.
     #[arg(long, default_value_t = 6432)]
     port: u16,
-    /// Write connection URLs here as KEY=VALUE lines.
+    /// Also write the connection URLs here as KEY=VALUE lines.
     #[arg(long)]
     env_file: Option<PathBuf>,
-    /// Exit after setting up instead of serving until interrupted.
+    /// Exit after the scripted session instead of serving until interrupted.
     #[arg(long)]
     no_wait: bool,
+    /// Skip the scripted session (just serve).
+    #[arg(long)]
+    no_script: bool,
+    /// Plain output without colours.
+    #[arg(long)]
+    no_color: bool,
 }
 
-pub fn run(_args: DemoArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("demo: not yet available")
+struct Style {
+    color: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+    fn step(&self, n: u32, title: &str) {
+        println!("\n{} {}", self.paint("1;36", &format!("[{n}]")), self.paint("1", title));
+    }
+    fn agent(&self, sql: &str) {
+        println!("  {} {}", self.paint("2", "agent>"), sql);
+    }
+    fn ok(&self, text: &str) {
+        println!("  {} {text}", self.paint("32", "✔ allowed"));
+    }
+    fn blocked(&self, text: &str) {
+        println!("  {} {text}", self.paint("1;31", "✘ blocked at the wire"));
+    }
+    fn note(&self, text: &str) {
+        println!("  {}", self.paint("2", text));
+    }
+    fn failed(&self, text: &str) {
+        println!("  {} {text}", self.paint("1;33", "! unexpected:"));
+    }
+}
+
+const SEED: &str = "
+CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL, email text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE orders (id serial PRIMARY KEY, user_id int NOT NULL REFERENCES users, amount numeric(10,2) NOT NULL, status text NOT NULL DEFAULT 'paid');
+INSERT INTO users (name, email) SELECT 'user ' || g, 'user' || g || '@example.com' FROM generate_series(1, 50) g;
+INSERT INTO orders (user_id, amount) SELECT 1 + g % 50, (g % 97) + 0.99 FROM generate_series(1, 500) g;
+";
+
+pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let style = Style { color: !args.no_color && std::io::stdout().is_terminal() };
+    println!("{}", style.paint("1", "Drawbridge demo: an agent, a production database, and a gateway between them"));
+
+    style.note("starting a throwaway PostgreSQL…");
+    let pg = LocalPg::start(Default::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let owner_password = localpg::random_hex(16).map_err(|e| anyhow::anyhow!("{e}"))?;
+    pg.create_role("app_owner", &owner_password, PasswordStorage::Scram).map_err(|e| anyhow::anyhow!("{e}"))?;
+    pg.create_database("app", "app_owner", None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    pg.psql_db("app", &format!("SET ROLE app_owner; {SEED}")).map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    // The gateway's files live beside the throwaway server and go with it.
+    let dir = pg.dir().join("drawbridge");
+    std::fs::create_dir_all(&dir)?;
+    let secret_file = dir.join("app_owner.password");
+    std::fs::write(&secret_file, &owner_password)?;
+    let agent_secret = localpg::random_hex(12).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let verifier = wire::auth::scram::Verifier::generate(&agent_secret, wire::auth::scram::DEFAULT_ITERATIONS);
+    let config_path = dir.join("drawbridge.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[policy]\npack = \"production\"\nwith = {{ max_rows = {DEMO_MAX_ROWS} }}\n\n\
+             [targets.app]\nhost = \"{host}\"\nport = {pgport}\ndatabase = \"app\"\nuser = \"app_owner\"\npassword_file = \"{pw}\"\ntls = \"disable\"\n\n\
+             [agents.agent]\nverifier = \"{verifier}\"\ngroups = [\"agents\"]\n",
+            port = args.port,
+            host = pg.host(),
+            pgport = pg.port(),
+            pw = secret_file.display(),
+        ),
+    )?;
+    let config = gateway::Config::load(&config_path)?;
+    let gateway_url = format!("postgresql://agent:{agent_secret}@127.0.0.1:{}/app", args.port);
+    let direct_url = pg.url("app_owner", &owner_password, "app");
+
+    let rt = crate::runtime()?;
+    let outcome = rt.block_on(async {
+        let gw = gateway::Gateway::bind(config).await?;
+        let shared = gw.shared.clone();
+        tokio::spawn(async move {
+            if let Err(e) = gw.run().await {
+                eprintln!("drawbridge: {e}");
+            }
+        });
+        crate::watch_reload(shared)?;
+        if let Some(path) = &args.env_file {
+            let env = format!(
+                "GATEWAY_URL={gateway_url}\nDIRECT_URL={direct_url}\nADMIN_URL={}\nDRAWBRIDGE_CONFIG={}\nAGENT_SECRET={agent_secret}\n",
+                pg.admin_url("app"),
+                config_path.display()
+            );
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, env)?;
+            std::fs::rename(&tmp, path)?;
+        }
+        let ok = if args.no_script { true } else { script(&style, &gateway_url, &direct_url).await? };
+        println!("\n{}", style.paint("1", "The gateway is running."));
+        println!("  connect as the agent:  psql '{gateway_url}'");
+        println!("  config:                {}", config_path.display());
+        println!("  the agent never sees:  {direct_url}");
+        if args.no_wait {
+            return Ok::<bool, anyhow::Error>(ok);
+        }
+        println!("  stop:                  Ctrl-C");
+        let _ = std::io::stdout().flush();
+        wait_for_stop().await?;
+        Ok(ok)
+    })?;
+    drop(pg);
+    Ok(if outcome { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn wait_for_stop() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.context("connecting")?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+async fn count(db: &tokio_postgres::Client, table: &str) -> anyhow::Result<i64> {
+    Ok(db.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await?.get(0))
+}
+
+/// The agent's session. Returns whether every step went as the policy says it must.
+async fn script(style: &Style, gateway_url: &str, direct_url: &str) -> anyhow::Result<bool> {
+    let agent = connect(gateway_url).await?;
+    let direct = connect(direct_url).await?;
+    let mut ok = true;
+    let expect_blocked = |sql: &str, result: Result<u64, tokio_postgres::Error>| match result {
+        Err(e) => {
+            let msg = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+            if msg.starts_with("drawbridge:") {
+                style.blocked(&msg);
+                true
+            } else {
+                style.failed(&format!("{sql}: {msg}"));
+                false
+            }
+        }
+        Ok(n) => {
+            style.failed(&format!("{sql} ran ({n} rows)"));
+            false
+        }
+    };
+
+    style.step(1, "The agent reads data");
+    let sql = "SELECT id, name, email FROM users ORDER BY id LIMIT 3";
+    style.agent(sql);
+    let rows = agent.query(sql, &[]).await?;
+    style.ok(&format!("{} rows", rows.len()));
+    for r in &rows {
+        let (id, name, email): (i32, String, String) = (r.get(0), r.get(1), r.get(2));
+        style.note(&format!("  {id} | {name} | {email}"));
+    }
+    let sql = "UPDATE orders SET status = 'shipped' WHERE id = 1";
+    style.agent(sql);
+    let n = agent.execute(sql, &[]).await?;
+    style.ok(&format!("{n} row updated: a bounded write is fine"));
+
+    style.step(2, "The agent tries to empty the users table");
+    let before = count(&direct, "users").await?;
+    let sql = "TRUNCATE users";
+    style.agent(sql);
+    ok &= expect_blocked(sql, agent.execute(sql, &[]).await);
+    let after = count(&direct, "users").await?;
+    style.note(&format!("users still has {after} rows (before: {before})"));
+    ok &= before == after;
+
+    style.step(3, "Unbounded writes");
+    let sql = "DELETE FROM users";
+    style.agent(sql);
+    ok &= expect_blocked(sql, agent.execute(sql, &[]).await);
+    let before = count(&direct, "orders WHERE status = 'void'").await?;
+    let sql = "UPDATE orders SET status = 'void' WHERE amount > 0";
+    style.agent(&format!("{sql}   -- {} rows match; the limit is {DEMO_MAX_ROWS}", count(&direct, "orders WHERE amount > 0").await?));
+    ok &= expect_blocked(sql, agent.execute(sql, &[]).await);
+    let after = count(&direct, "orders WHERE status = 'void'").await?;
+    style.note(&format!("voided orders: {after} (before: {before}); the update ran and was rolled back"));
+    ok &= before == after;
+
+    style.step(4, "A disguised attempt");
+    let sql = "/* cleanup */ SELECT 1; DROP TABLE users";
+    style.agent(sql);
+    ok &= expect_blocked(sql, agent.batch_execute(sql).await.map(|_| 0));
+    let exists: bool = direct.query_one("SELECT to_regclass('public.users') IS NOT NULL", &[]).await?.get(0);
+    style.note(if exists { "the users table is still there" } else { "the users table is gone!" });
+    ok &= exists;
+    let sql = "WITH gone AS (DELETE FROM users RETURNING id) SELECT count(*) FROM gone";
+    style.agent(sql);
+    ok &= expect_blocked(sql, agent.execute(sql, &[]).await);
+
+    style.step(5, "The session is still usable");
+    let sql = "SELECT count(*) FROM orders WHERE status = 'paid'";
+    style.agent(sql);
+    let n: i64 = agent.query_one(sql, &[]).await?.get(0);
+    style.ok(&format!("{n} paid orders"));
+
+    println!();
+    if ok {
+        println!("{}", style.paint("1;32", "Every destructive statement was stopped; the data is intact."));
+    } else {
+        println!("{}", style.paint("1;31", "Something got through or was wrongly blocked: see above."));
+    }
+    Ok(ok)
 }

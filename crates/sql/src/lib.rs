@@ -16,6 +16,7 @@ pub use facts::{Analysis, Function, Operation, Statement, Table, Transaction};
 
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// Thread stack with which every statement within the default [`Limits`] is analysed on
@@ -69,6 +70,18 @@ pub struct Analyzer {
     exact: Cache<String, Arc<Analysis>, Weight>,
     /// By text with literal values blanked; ranges in key coordinates.
     normalized: Cache<String, Arc<Analysis>, Weight>,
+    exact_hits: AtomicU64,
+    normalized_hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// Counts of how `analyze` calls were answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    pub exact_hits: u64,
+    pub normalized_hits: u64,
+    /// Parsed (including texts refused as too large, too deep or invalid).
+    pub misses: u64,
 }
 
 impl Analyzer {
@@ -78,6 +91,17 @@ impl Analyzer {
             exact: Cache::with_weighter(items, limits.cache_bytes, Weight),
             normalized: Cache::with_weighter(items, limits.cache_bytes, Weight),
             limits,
+            exact_hits: AtomicU64::new(0),
+            normalized_hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            exact_hits: self.exact_hits.load(Relaxed),
+            normalized_hits: self.normalized_hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
         }
     }
 
@@ -91,14 +115,17 @@ impl Analyzer {
             return Err(Error::TooLarge { len: text.len(), max: self.limits.max_bytes });
         }
         if let Some(hit) = self.exact.get(text) {
+            self.exact_hits.fetch_add(1, Relaxed);
             return Ok(hit);
         }
         let normalized = normalize::normalize(text);
         if let Some(n) = &normalized {
             if let Some(shared) = self.normalized.get(n.key.as_str()) {
+                self.normalized_hits.fetch_add(1, Relaxed);
                 return Ok(Arc::new(n.adopt(&shared)));
             }
         }
+        self.misses.fetch_add(1, Relaxed);
         let outcome = parse::run(text, &self.limits)?;
         let analysis = Arc::new(outcome.analysis);
         self.exact.insert(text.to_owned(), Arc::clone(&analysis));

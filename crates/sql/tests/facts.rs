@@ -1,0 +1,140 @@
+//! Tables, functions, command tags and statement-level facts.
+use drawbridge_sql::{Analyzer, Function, Statement, Table, Transaction};
+
+fn one(sql: &str) -> Statement {
+    let a = Analyzer::default().analyze(sql).unwrap();
+    assert_eq!(a.statements.len(), 1, "{sql}");
+    a.statements[0].clone()
+}
+
+fn t(schema: Option<&str>, name: &str, write: bool) -> Table {
+    Table { schema: schema.map(str::to_owned), name: name.into(), write }
+}
+
+#[test]
+fn command_tags() {
+    for (sql, tag) in [
+        ("SELECT 1", "SELECT"),
+        ("DELETE FROM t", "DELETE"),
+        ("DROP TABLE t", "DROP TABLE"),
+        ("DROP MATERIALIZED VIEW v", "DROP MATERIALIZED VIEW"),
+        ("CREATE INDEX i ON t (a)", "CREATE INDEX"),
+        ("BEGIN", "BEGIN"),
+        ("START TRANSACTION", "START TRANSACTION"),
+        ("CREATE TABLE x AS SELECT 1", "CREATE TABLE AS"),
+        ("SELECT 1 INTO x", "SELECT INTO"),
+        ("RESET ALL", "RESET"),
+        ("SET a = 1", "SET"),
+        ("TRUNCATE t", "TRUNCATE TABLE"),
+        ("ALTER TABLE t ADD c int", "ALTER TABLE"),
+        ("CREATE POLICY p ON t USING (true)", "CREATE POLICY"),
+        ("CREATE USER u", "CREATE ROLE"),
+        ("DEALLOCATE ALL", "DEALLOCATE ALL"),
+    ] {
+        assert_eq!(one(sql).command, tag, "{sql}");
+    }
+}
+
+#[test]
+fn ranges_cover_each_statement() {
+    let text = "SELECT 1; /* c */ DELETE FROM t ;SELECT 2";
+    let a = Analyzer::default().analyze(text).unwrap();
+    let parts: Vec<&str> = a.statements.iter().map(|s| text[s.start..s.end].trim()).collect();
+    assert_eq!(parts.len(), 3);
+    assert_eq!(parts[0], "SELECT 1");
+    assert!(parts[1].ends_with("DELETE FROM t"), "{parts:?}");
+    assert_eq!(parts[2], "SELECT 2");
+}
+
+#[test]
+fn tables_and_write_targets() {
+    let s = one("UPDATE s.accounts a SET x = 1 FROM other o WHERE a.id = o.id");
+    assert_eq!(s.tables.iter().cloned().collect::<Vec<_>>(), vec![t(None, "other", false), t(Some("s"), "accounts", true)]);
+    let s = one("INSERT INTO t SELECT * FROM u");
+    assert!(s.tables.contains(&t(None, "t", true)) && s.tables.contains(&t(None, "u", false)));
+    let s = one("DROP TABLE a, s.b");
+    assert!(s.tables.contains(&t(None, "a", true)) && s.tables.contains(&t(Some("s"), "b", true)));
+    let s = one("COPY t FROM STDIN");
+    assert!(s.tables.contains(&t(None, "t", true)));
+    let s = one("COPY t TO STDOUT");
+    assert!(s.tables.contains(&t(None, "t", false)));
+    let s = one("TRUNCATE a");
+    assert!(s.tables.contains(&t(None, "a", true)));
+    let s = one("LOCK TABLE a");
+    assert!(s.tables.contains(&t(None, "a", true)));
+    let s = one("SELECT * INTO n FROM o");
+    assert!(s.tables.contains(&t(None, "n", true)) && s.tables.contains(&t(None, "o", false)));
+    let s = one("CREATE INDEX i ON big (c)");
+    assert!(s.tables.contains(&t(None, "big", true)));
+    // Plain EXPLAIN records tables but does not write them.
+    let s = one("EXPLAIN DELETE FROM t");
+    assert!(s.tables.contains(&t(None, "t", false)));
+}
+
+#[test]
+fn cte_names_are_not_tables_but_only_in_scope() {
+    let s = one("WITH secrets AS (SELECT 1) SELECT * FROM secrets");
+    assert!(s.tables.is_empty(), "{:?}", s.tables);
+    let s = one("SELECT * FROM (WITH secrets AS (SELECT 1) SELECT * FROM secrets) a, secrets");
+    assert!(s.tables.contains(&t(None, "secrets", false)), "{:?}", s.tables);
+    let s = one("WITH x AS (SELECT * FROM x) SELECT * FROM x");
+    assert!(s.tables.contains(&t(None, "x", false)), "non-recursive CTE body reads the table");
+    let s = one("WITH RECURSIVE x AS (SELECT 1 UNION SELECT * FROM x) SELECT * FROM x");
+    assert!(s.tables.is_empty());
+    let s = one("WITH users AS (SELECT 1) DELETE FROM users");
+    assert!(s.tables.contains(&t(None, "users", true)));
+}
+
+#[test]
+fn functions_as_resolved() {
+    let s = one("SELECT U&\"s\\0065tval\"('s', 1), pg_catalog.lower('A'), \"MyFn\"()");
+    let f: Vec<Function> = s.functions.into_iter().collect();
+    assert!(f.contains(&Function { schema: None, name: "setval".into() }), "{f:?}");
+    assert!(f.contains(&Function { schema: Some("pg_catalog".into()), name: "lower".into() }));
+    assert!(f.contains(&Function { schema: None, name: "MyFn".into() }));
+}
+
+#[test]
+fn prepare_execute_deallocate() {
+    let s = one("PREPARE p AS DELETE FROM t");
+    assert_eq!(s.prepares.as_deref(), Some("p"));
+    assert!(s.tables.contains(&t(None, "t", true)));
+    assert_eq!(one("EXECUTE p (1)").executes.as_deref(), Some("p"));
+    assert_eq!(one("DEALLOCATE p").deallocates, Some(Some("p".into())));
+    assert_eq!(one("DEALLOCATE ALL").deallocates, Some(None));
+    assert_eq!(one("DISCARD ALL").deallocates, Some(None));
+    assert_eq!(one("DISCARD PLANS").deallocates, None);
+}
+
+#[test]
+fn transaction_field() {
+    assert_eq!(one("BEGIN").transaction, Some(Transaction::Begin));
+    assert_eq!(one("COMMIT").transaction, Some(Transaction::Commit));
+    assert_eq!(one("ROLLBACK TO SAVEPOINT a").transaction, Some(Transaction::RollbackTo));
+    assert_eq!(one("SELECT 1").transaction, None);
+}
+
+#[test]
+fn rows_countable() {
+    assert!(one("UPDATE t SET a = 1 WHERE b = 2").rows_countable);
+    assert!(one("DELETE FROM t").rows_countable);
+    assert!(one("INSERT INTO t VALUES (1)").rows_countable);
+    assert!(one("MERGE INTO t USING s ON true WHEN MATCHED THEN DELETE").rows_countable);
+    assert!(one("EXECUTE p").rows_countable);
+    assert!(one("WITH x AS (SELECT 1) DELETE FROM t").rows_countable);
+    assert!(!one("WITH x AS (DELETE FROM u RETURNING 1) DELETE FROM t").rows_countable);
+    assert!(!one("WITH x AS (DELETE FROM u RETURNING 1) SELECT * FROM x").rows_countable);
+    assert!(!one("SELECT 1").rows_countable);
+    assert!(!one("EXPLAIN ANALYZE DELETE FROM t").rows_countable);
+}
+
+#[test]
+fn errors() {
+    let a = Analyzer::default();
+    assert!(matches!(a.analyze("SELEC 1"), Err(drawbridge_sql::Error::Syntax(m)) if m.contains("syntax error")));
+    assert!(matches!(a.analyze("SELECT '"), Err(drawbridge_sql::Error::Syntax(_))));
+    assert!(matches!(a.analyze("SELECT 1\0"), Err(drawbridge_sql::Error::Syntax(_))));
+    let small = Analyzer::new(drawbridge_sql::Limits { max_bytes: 10, ..Default::default() });
+    assert_eq!(small.analyze("SELECT 12345678"), Err(drawbridge_sql::Error::TooLarge { len: 15, max: 10 }));
+    assert_eq!(a.analyze("").unwrap().statements.len(), 0);
+}
