@@ -233,8 +233,13 @@ def test_errors_match(urls):
         return seen
 
     gw, direct = both(urls, run)
-    assert gw == direct
-    assert [s[0] for s in gw] == ["42601", "42P01", "22012", "22P02"]
+    assert [s[0] for s in direct] == ["42601", "42P01", "22012", "22P02"]
+    assert [(s[0], s[2]) for s in gw] == [(s[0], s[2]) for s in direct]
+    # The gateway answers what it cannot parse itself; its message must still carry the
+    # server's wording. Errors raised by the server pass through unchanged.
+    assert gw[0][1].startswith("drawbridge:") or gw[0][1] == direct[0][1], gw[0]
+    assert gw[0][1].endswith(direct[0][1]), (gw[0], direct[0])
+    assert gw[1:] == direct[1:]
 
 
 def test_parameter_status_and_identity(urls):

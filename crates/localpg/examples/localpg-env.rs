@@ -28,7 +28,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, &path)?;
-    eprintln!("localpg-env: server on port {}, env in {}", pg.port(), path.display());
+    eprintln!(
+        "localpg-env: server on port {}, env in {}",
+        pg.port(),
+        path.display()
+    );
 
     while path.exists() {
         std::thread::sleep(Duration::from_millis(200));

@@ -74,7 +74,7 @@ mod tests {
 
     #[test]
     fn versions_sort_numerically() {
-        let mut v = vec![version_key("9.6"), version_key("15"), version_key("10")];
+        let mut v = [version_key("9.6"), version_key("15"), version_key("10")];
         v.sort();
         assert_eq!(v.last(), Some(&version_key("15")));
         assert!(version_key("9.6") < version_key("10"));
@@ -84,6 +84,9 @@ mod tests {
     fn explicit_dir_without_programs_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let err = find_bin_dir(Some(dir.path())).unwrap_err();
-        assert!(err.to_string().contains("apt-get install -y postgresql"), "{err}");
+        assert!(
+            err.to_string().contains("apt-get install -y postgresql"),
+            "{err}"
+        );
     }
 }

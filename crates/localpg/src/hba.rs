@@ -77,7 +77,12 @@ impl HbaRule {
     }
 
     fn lines(&self) -> Vec<String> {
-        let head = format!("{:<10} {:<16} {:<16}", self.kind.as_str(), self.database, self.user);
+        let head = format!(
+            "{:<10} {:<16} {:<16}",
+            self.kind.as_str(),
+            self.database,
+            self.user
+        );
         if self.kind == ConnKind::Local {
             vec![format!("{head} {}", self.method.as_str())]
         } else {
@@ -118,7 +123,9 @@ mod tests {
     fn caller_rules_precede_defaults() {
         let text = render(&[HbaRule::for_user("md5_user", AuthMethod::Md5)]);
         let md5 = text.find("md5_user").unwrap();
-        let scram_all = text.find("all              all              127.0.0.1/32").unwrap();
+        let scram_all = text
+            .find("all              all              127.0.0.1/32")
+            .unwrap();
         assert!(md5 < scram_all, "{text}");
         assert!(text.contains("local      all              all              scram-sha-256"));
     }

@@ -126,7 +126,16 @@ impl LocalPg {
         initdb
             .arg("-D")
             .arg(&data)
-            .args(["-U", SUPERUSER, "-A", "scram-sha-256", "-E", "UTF8", "--no-locale", "--no-sync"])
+            .args([
+                "-U",
+                SUPERUSER,
+                "-A",
+                "scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ])
             .arg(format!("--pwfile={}", pwfile.display()));
         self.run(initdb, "initdb")?;
         remove_file(&pwfile)?;
@@ -150,7 +159,10 @@ impl LocalPg {
                 "unix_socket_directories".into(),
                 quote_literal(&self.socket_dir().display().to_string()),
             ),
-            ("max_connections".into(), options.max_connections.to_string()),
+            (
+                "max_connections".into(),
+                options.max_connections.to_string(),
+            ),
             // A throwaway cluster: durability costs time and buys nothing.
             ("fsync".into(), "off".into()),
             ("synchronous_commit".into(), "off".into()),
@@ -160,9 +172,18 @@ impl LocalPg {
         ];
         if let Some(tls) = &self.tls {
             settings.push(("ssl".into(), "on".into()));
-            settings.push(("ssl_cert_file".into(), quote_literal(&tls.cert.display().to_string())));
-            settings.push(("ssl_key_file".into(), quote_literal(&tls.key.display().to_string())));
-            settings.push(("ssl_ca_file".into(), quote_literal(&tls.ca_cert.display().to_string())));
+            settings.push((
+                "ssl_cert_file".into(),
+                quote_literal(&tls.cert.display().to_string()),
+            ));
+            settings.push((
+                "ssl_key_file".into(),
+                quote_literal(&tls.key.display().to_string()),
+            ));
+            settings.push((
+                "ssl_ca_file".into(),
+                quote_literal(&tls.ca_cert.display().to_string()),
+            ));
         }
         settings.extend(options.settings.iter().cloned());
         let mut text = String::from("\n# drawbridge-localpg\n");
@@ -193,7 +214,8 @@ impl LocalPg {
                 }
                 Err(err) => {
                     let log = self.log_tail();
-                    let port_taken = log.contains("could not bind") || log.contains("already in use");
+                    let port_taken =
+                        log.contains("could not bind") || log.contains("already in use");
                     last = Some(Error::Start {
                         reason: err.to_string(),
                         log: self.log_path(),
@@ -238,7 +260,14 @@ impl LocalPg {
             .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"])
             .arg("-h")
             .arg(self.socket_dir())
-            .args(["-p", &self.port.to_string(), "-U", SUPERUSER, "-d", database])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                SUPERUSER,
+                "-d",
+                database,
+            ])
             .env("PGPASSWORD", &self.password)
             .env_remove("PGSERVICE")
             .stdin(Stdio::piped())
@@ -282,10 +311,17 @@ impl LocalPg {
 
     /// `CREATE DATABASE name OWNER owner`, optionally with another encoding (e.g. `SQL_ASCII`).
     pub fn create_database(&self, name: &str, owner: &str, encoding: Option<&str>) -> Result<()> {
-        let mut sql = format!("CREATE DATABASE {} OWNER {}", quote_ident(name), quote_ident(owner));
+        let mut sql = format!(
+            "CREATE DATABASE {} OWNER {}",
+            quote_ident(name),
+            quote_ident(owner)
+        );
         if let Some(encoding) = encoding {
             // Only template0 may be copied into a different encoding.
-            sql.push_str(&format!(" TEMPLATE template0 ENCODING {}", quote_literal(encoding)));
+            sql.push_str(&format!(
+                " TEMPLATE template0 ENCODING {}",
+                quote_literal(encoding)
+            ));
         }
         self.psql(&sql).map(drop)
     }

@@ -38,13 +38,15 @@ pub fn generate(dir: &Path) -> Result<TlsFiles> {
     let issuer = Issuer::new(ca_params, ca_key);
 
     let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
-    params.subject_alt_names.push(SanType::IpAddress(
-        std::net::Ipv4Addr::LOCALHOST.into(),
-    ));
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
     params
         .subject_alt_names
         .push(SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()));
-    params.distinguished_name.push(DnType::CommonName, "localhost");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
@@ -68,7 +70,8 @@ pub fn generate(dir: &Path) -> Result<TlsFiles> {
 
 fn write(path: &Path, contents: &str, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, contents).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+    std::fs::write(path, contents)
+        .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| Error::io(format!("chmod {}", path.display()), e))
 }

@@ -109,7 +109,8 @@ mod tests {
 
     #[test]
     fn parses_passwd_entry() {
-        let passwd = "root:x:0:0:root:/root:/bin/bash\npostgres:x:105:111::/var/lib/postgresql:/bin/bash\n";
+        let passwd =
+            "root:x:0:0:root:/root:/bin/bash\npostgres:x:105:111::/var/lib/postgresql:/bin/bash\n";
         assert_eq!(parse_passwd(passwd, "postgres"), Some((105, 111)));
         assert_eq!(parse_passwd(passwd, "nobody"), None);
     }

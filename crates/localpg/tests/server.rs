@@ -62,9 +62,12 @@ fn per_role_auth_methods() {
         ..Options::default()
     };
     let pg = LocalPg::start(options).unwrap();
-    pg.create_role("md5_user", "md5 pass", PasswordStorage::Md5).unwrap();
-    pg.create_role("pw_user", "pw-pass", PasswordStorage::Scram).unwrap();
-    pg.create_role("trust_user", "ignored", PasswordStorage::Scram).unwrap();
+    pg.create_role("md5_user", "md5 pass", PasswordStorage::Md5)
+        .unwrap();
+    pg.create_role("pw_user", "pw-pass", PasswordStorage::Scram)
+        .unwrap();
+    pg.create_role("trust_user", "ignored", PasswordStorage::Scram)
+        .unwrap();
     pg.create_database("app", "md5_user", None).unwrap();
 
     let stored = pg
@@ -72,7 +75,11 @@ fn per_role_auth_methods() {
         .unwrap();
     assert_eq!(stored.trim(), "md5");
 
-    for (user, pass) in [("md5_user", "md5 pass"), ("pw_user", "pw-pass"), ("trust_user", "anything")] {
+    for (user, pass) in [
+        ("md5_user", "md5 pass"),
+        ("pw_user", "pw-pass"),
+        ("trust_user", "anything"),
+    ] {
         let (ok, out, err) = psql_tcp(&pg.url(user, pass, "app"), "SELECT current_user");
         assert!(ok, "{user}: {err}");
         assert_eq!(out, user);
@@ -96,20 +103,30 @@ fn tls_server_verifies_with_generated_ca() {
         pg.superuser_password(),
         tls.ca_cert.display()
     );
-    let (ok, out, err) = psql_tcp(&conninfo, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
+    let (ok, out, err) = psql_tcp(
+        &conninfo,
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    );
     assert!(ok, "{err}");
     assert_eq!(out, "t");
 
     // Plain TCP is rejected by the hostnossl rule.
-    let (ok, _, err) = psql_tcp(&format!("{}?sslmode=disable", pg.admin_url("postgres")), "SELECT 1");
+    let (ok, _, err) = psql_tcp(
+        &format!("{}?sslmode=disable", pg.admin_url("postgres")),
+        "SELECT 1",
+    );
     assert!(!ok, "plain TCP must be rejected");
-    assert!(err.contains("no encryption") || err.contains("rejects"), "{err}");
+    assert!(
+        err.contains("no encryption") || err.contains("rejects"),
+        "{err}"
+    );
 }
 
 #[test]
 fn sql_ascii_database() {
     let pg = LocalPg::start(Options::default()).unwrap();
-    pg.create_database("raw", "postgres", Some("SQL_ASCII")).unwrap();
+    pg.create_database("raw", "postgres", Some("SQL_ASCII"))
+        .unwrap();
     let enc = pg.psql_db("raw", "SHOW server_encoding").unwrap();
     assert_eq!(enc.trim(), "SQL_ASCII");
     let err = pg.psql("SELECT * FROM no_such_table").unwrap_err();

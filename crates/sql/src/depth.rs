@@ -16,8 +16,8 @@ pub(crate) const SLACK: usize = 16;
 /// Every level of nesting consumes at least one byte (the densest form is a chain of
 /// unary operators, `-+-+…1`), so a text no longer than the limit needs no closer look.
 /// Longer texts are tokenised with PostgreSQL's own lexer and bounded per bracket group:
-/// comma-separated items are siblings, so a group costs its longest item in tokens, plus
-/// its set operations (which chain across items), plus its deepest inner group.
+/// comma-separated items and set-operation branches are siblings, so a group costs its
+/// longest item in tokens, plus its chain of set operations, plus its deepest inner group.
 pub(crate) fn bound(text: &str, max_depth: usize) -> Result<usize, Error> {
     if text.len() <= max_depth {
         return Ok(text.len() + SLACK);
@@ -35,12 +35,14 @@ struct Group {
     item: usize,
     longest_item: usize,
     set_ops: usize,
+    /// AND / OR chains are flattened by the parser: at most an OR over ANDs.
+    bool_levels: usize,
     deepest_inner: usize,
 }
 
 impl Group {
     fn value(&self) -> usize {
-        self.item.max(self.longest_item) + self.set_ops + self.deepest_inner
+        self.item.max(self.longest_item) + self.set_ops + self.bool_levels + self.deepest_inner
     }
 }
 
@@ -91,9 +93,17 @@ fn groups(tokens: impl Iterator<Item = i32>) -> usize {
             }
         } else if !LEAVES.contains(&tok) {
             if let Some(g) = stack.last_mut() {
-                g.item += 1;
+                // Set-operation branches are siblings under a chain of set operations.
                 if SET_OPS.contains(&tok) {
+                    g.longest_item = g.longest_item.max(g.item);
+                    g.item = 0;
                     g.set_ops += 1;
+                } else if tok == Token::And as i32 || tok == Token::Or as i32 {
+                    g.longest_item = g.longest_item.max(g.item);
+                    g.item = 0;
+                    g.bool_levels = 2;
+                } else {
+                    g.item += 1;
                 }
             }
         }
@@ -120,6 +130,10 @@ mod tests {
         assert!(est(&sum) >= 300);
         let unions = format!("SELECT 1, 2{}", " UNION SELECT 1, 2".repeat(300));
         assert!(est(&unions) >= 300);
+        let ors = format!("SELECT 1 WHERE {}", vec!["a = 1 AND b = 2"; 500].join(" OR "));
+        assert!(est(&ors) < 20, "{}", est(&ors));
+        let nested_and = format!("SELECT {}true{}", "true AND (".repeat(100), ")".repeat(100));
+        assert!(est(&nested_and) >= 300);
         let nested = format!("SELECT {}1{}", "(SELECT ".repeat(100), ")".repeat(100));
         assert!(est(&nested) >= 300);
     }

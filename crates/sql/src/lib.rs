@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// Thread stack with which every statement within the default [`Limits`] is analysed on
-/// the calling thread. A thread with less still works: a deep statement then runs on a
-/// temporary stack segment, which costs an allocation per call.
+/// the calling thread. A thread with less still works: a statement that might not fit then
+/// runs on a short-lived thread of its own, which costs tens of microseconds.
 pub const MIN_CALLER_STACK: usize = if cfg!(debug_assertions) { 64 << 20 } else { 16 << 20 };
 
 /// Why a text could not be analysed. Every variant is a refusal reason the agent may see.

@@ -21,9 +21,25 @@ pub(crate) const fn stack_for(levels: usize) -> usize {
 pub(crate) fn run(text: &str, limits: &Limits) -> Result<Outcome, Error> {
     let levels = depth::bound(text, limits.max_depth)?;
     let need = stack_for(levels);
-    // Inline when the caller's thread has room (the common case for short statements);
-    // otherwise on a fresh stack segment, which also leaves the C parser its full budget.
-    stacker::maybe_grow(need, need + (4 << 20), || parse_here(text, limits))
+    // Inline when the caller's thread has room: the common case, and much cheaper than a
+    // thread hop. Otherwise on a thread of our own. (Not on a borrowed stack segment: the
+    // C parser sizes its depth budget from the thread's real stack bounds.)
+    match stacker::remaining_stack() {
+        Some(left) if left >= need => parse_here(text, limits),
+        _ => on_own_thread(need + (4 << 20), text, limits),
+    }
+}
+
+fn on_own_thread(stack: usize, text: &str, limits: &Limits) -> Result<Outcome, Error> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("drawbridge-parse".into())
+            .stack_size(stack)
+            .spawn_scoped(scope, || parse_here(text, limits))
+            .map_err(|e| Error::Internal(format!("cannot start a parser thread: {e}")))?
+            .join()
+            .map_err(|_| Error::Internal("the parser thread failed".into()))?
+    })
 }
 
 fn parse_here(text: &str, limits: &Limits) -> Result<Outcome, Error> {

@@ -21,13 +21,13 @@ fn extreme_nesting_is_refused() {
     too_deep(format!("SELECT {}1{}", "(".repeat(100_000), ")".repeat(100_000)));
     too_deep(format!("SELECT 1{}", "+1".repeat(200_000)));
     too_deep(format!("SELECT {}true", "NOT ".repeat(50_000)));
-    too_deep(format!("SELECT {}1{}", "(SELECT ".repeat(5_000), ")".repeat(5_000)));
-    too_deep(format!("SELECT 1{}", " UNION SELECT 1".repeat(20_000)));
-    too_deep(format!("SELECT * FROM t{}", " JOIN t ON true".repeat(20_000)));
-    too_deep(format!("SELECT {}1{}", "CASE WHEN true THEN ".repeat(5_000), " END".repeat(5_000)));
-    too_deep(format!("SELECT 1{}", "::int".repeat(20_000)));
-    too_deep(format!("SELECT ARRAY{}1{}", "[".repeat(20_000), "]".repeat(20_000)));
-    too_deep(format!("SELECT {}1{}", "f(".repeat(20_000), ")".repeat(20_000)));
+    too_deep(format!("SELECT {}1{}", "(SELECT ".repeat(2_000), ")".repeat(2_000)));
+    too_deep(format!("SELECT 1{}", " UNION SELECT 1".repeat(5_000)));
+    too_deep(format!("SELECT * FROM t{}", " JOIN t ON true".repeat(5_000)));
+    too_deep(format!("SELECT {}1{}", "CASE WHEN true THEN ".repeat(2_000), " END".repeat(2_000)));
+    too_deep(format!("SELECT 1{}", "::int".repeat(5_000)));
+    too_deep(format!("SELECT ARRAY{}1{}", "[".repeat(5_000), "]".repeat(5_000)));
+    too_deep(format!("SELECT {}1{}", "f(".repeat(5_000), ")".repeat(5_000)));
     too_deep(format!("SELECT {}1", "-+".repeat(50_000)));
 }
 

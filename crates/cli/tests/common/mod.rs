@@ -28,7 +28,8 @@ impl Upstream {
     pub fn start_with(options: Options) -> Upstream {
         let pg = LocalPg::start(options).expect("start PostgreSQL");
         let app_password = format!("UpstreamPw-{}-Zq9", random_hex(8).unwrap());
-        pg.create_role("app_owner", &app_password, PasswordStorage::Scram).unwrap();
+        pg.create_role("app_owner", &app_password, PasswordStorage::Scram)
+            .unwrap();
         pg.create_database("app", "app_owner", None).unwrap();
         pg.psql_db(
             "app",
@@ -72,18 +73,33 @@ pub struct Agent {
 
 impl Agent {
     pub fn new(name: &str) -> Agent {
-        let out = Command::new(BIN).args(["agent", "new", name]).output().unwrap();
-        assert!(out.status.success(), "agent new failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(BIN)
+            .args(["agent", "new", name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "agent new failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8(out.stdout).unwrap();
-        let (first, rest) = text.split_once('\n').expect("agent new printed one line only");
+        let (first, rest) = text
+            .split_once('\n')
+            .expect("agent new printed one line only");
         let secret = first
             .strip_prefix("secret: ")
             .unwrap_or_else(|| panic!("first line is not `secret: …`: {first}"))
             .trim()
             .to_owned();
-        assert!(rest.contains(&format!("[agents.{name}]")), "no [agents.{name}] in {rest}");
+        assert!(
+            rest.contains(&format!("[agents.{name}]")),
+            "no [agents.{name}] in {rest}"
+        );
         assert!(rest.contains("SCRAM-SHA-256$"), "no verifier in {rest}");
-        assert!(!rest.contains(&secret), "the snippet must hold a verifier, not the secret");
+        assert!(
+            !rest.contains(&secret),
+            "the snippet must hold a verifier, not the secret"
+        );
         Agent {
             name: name.to_owned(),
             secret,
@@ -223,14 +239,22 @@ impl Gateway {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("drawbridge serve exited with {status}:\n{}\nconfig:\n{}", self.logs(), self.config);
+                panic!(
+                    "drawbridge serve exited with {status}:\n{}\nconfig:\n{}",
+                    self.logs(),
+                    self.config
+                );
             }
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("drawbridge serve did not listen on {}:\n{}", self.port, self.logs());
+        panic!(
+            "drawbridge serve did not listen on {}:\n{}",
+            self.port,
+            self.logs()
+        );
     }
 
     pub fn url(&self, agent: &Agent, target: &str) -> String {
@@ -282,13 +306,24 @@ impl Drop for Gateway {
 
 /// psql with a script on stdin: unaligned, tuples only, stop at the first error.
 pub fn psql(url: &str, script: &str) -> Output {
-    psql_args(url, script, &[])
+    psql_args(url, script.as_bytes(), &[])
 }
 
-pub fn psql_args(url: &str, script: &str, extra: &[&str]) -> Output {
+/// psql with a script given as raw bytes (which need not be UTF-8) and extra arguments.
+pub fn psql_args(url: &str, script: &[u8], extra: &[&str]) -> Output {
     use std::io::Write;
     let mut child = Command::new("psql")
-        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-", "-d", url])
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-f",
+            "-",
+            "-d",
+            url,
+        ])
         .args(extra)
         .env_remove("PGPASSWORD")
         .env_remove("PGSSLMODE")
@@ -297,7 +332,7 @@ pub fn psql_args(url: &str, script: &str, extra: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    child.stdin.take().unwrap().write_all(script).unwrap();
     child.wait_with_output().unwrap()
 }
 

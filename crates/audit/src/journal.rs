@@ -1,0 +1,261 @@
+//! The local append-only journal: one JSON line per record, written before `append` returns.
+//!
+//! Records stay here until the store has them; the file is then rewritten to hold only the
+//! newest record, so the chain head survives even when the store is unreachable.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::record::Record;
+
+pub(crate) const FILE_NAME: &str = "journal.jsonl";
+
+pub(crate) struct Journal {
+    path: PathBuf,
+    file: File,
+    bytes: u64,
+    fsync: bool,
+}
+
+fn journal_error(path: &Path, reason: String) -> Error {
+    Error::Journal {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+impl Journal {
+    /// Opens or creates the journal and returns the records in it. A torn last line (from a
+    /// crash in the middle of a write) is cut off; damage anywhere else is an error.
+    pub(crate) fn open(dir: &Path, fsync: bool) -> Result<(Journal, Vec<Record>)> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating journal directory", dir, e))?;
+        let path = dir.join(FILE_NAME);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(|e| Error::io("opening journal", &path, e))?;
+        let mut data = Vec::new();
+        file.read_to_end(&mut data).map_err(|e| Error::io("reading journal", &path, e))?;
+
+        let mut records = Vec::new();
+        let mut good_len = 0usize;
+        let mut offset = 0usize;
+        let mut line_no = 0usize;
+        while offset < data.len() {
+            line_no += 1;
+            let Some(nl) = data[offset..].iter().position(|&b| b == b'\n') else {
+                break; // torn: no newline
+            };
+            let line = &data[offset..offset + nl];
+            let is_last = offset + nl + 1 >= data.len();
+            let parsed = std::str::from_utf8(line)
+                .map_err(|e| e.to_string())
+                .and_then(|s| Record::from_json_line(s).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(r) => records.push(r),
+                Err(_) if is_last => break,
+                Err(e) => return Err(journal_error(&path, format!("line {line_no} is damaged: {e}"))),
+            }
+            offset += nl + 1;
+            good_len = offset;
+        }
+        if good_len < data.len() {
+            tracing::warn!(path = %path.display(), dropped = data.len() - good_len, "cutting a torn record off the audit journal");
+            file.set_len(good_len as u64).map_err(|e| Error::io("truncating journal", &path, e))?;
+        }
+        check_links(&path, &records)?;
+        Ok((
+            Journal {
+                path,
+                file,
+                bytes: good_len as u64,
+                fsync,
+            },
+            records,
+        ))
+    }
+
+    /// One `write(2)` of a whole line; with `fsync`, flushed to the disk before returning.
+    pub(crate) fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        let written = self.file.write_all(line).and_then(|()| {
+            if self.fsync {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            // Cut a partial line off so later records don't follow garbage.
+            let _ = self.file.set_len(self.bytes);
+            return Err(e);
+        }
+        self.bytes += line.len() as u64;
+        Ok(())
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Replaces the journal with one holding just `keep` (the chain head), atomically.
+    pub(crate) fn rewrite(&mut self, keep: Option<&Record>) -> Result<()> {
+        let tmp = self.path.with_extension("jsonl.tmp");
+        let mut line = keep.map(|r| r.to_json_line()).unwrap_or_default();
+        if !line.is_empty() {
+            line.push('\n');
+        }
+        let write = || -> std::io::Result<File> {
+            let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+            f.write_all(line.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            if let Some(dir) = self.path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
+            OpenOptions::new().read(true).append(true).open(&self.path)
+        };
+        self.file = write().map_err(|e| Error::io("rewriting journal", &self.path, e))?;
+        self.bytes = line.len() as u64;
+        Ok(())
+    }
+}
+
+/// Within each stream, journal records must follow one another.
+fn check_links(path: &Path, records: &[Record]) -> Result<()> {
+    let mut last: std::collections::HashMap<&str, &Record> = std::collections::HashMap::new();
+    for r in records {
+        if r.computed_hash_at(r.seq) != r.hash {
+            return Err(journal_error(path, format!("record {} seq {} does not match its hash", r.stream, r.seq)));
+        }
+        if let Some(prev) = last.get(r.stream.as_str()) {
+            if r.seq != prev.seq + 1 || r.prev_hash != prev.hash {
+                return Err(journal_error(
+                    path,
+                    format!("record {} seq {} does not follow seq {}", r.stream, r.seq, prev.seq),
+                ));
+            }
+        }
+        last.insert(&r.stream, r);
+    }
+    Ok(())
+}
+
+/// Holds an exclusive lock on the journal directory for as long as it lives, so two
+/// processes never extend one chain.
+pub(crate) struct DirLock {
+    _file: File,
+}
+
+pub(crate) fn lock_dir(dir: &Path) -> Result<DirLock> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating journal directory", dir, e))?;
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io("opening journal lock", &path, e))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|e| {
+        journal_error(
+            dir,
+            format!("in use by another process ({e}); give each gateway its own journal_dir"),
+        )
+    })?;
+    Ok(DirLock { _file: file })
+}
+
+/// The stream id: from config, else the one saved at first start, else a new one saved now.
+pub(crate) fn stream_id(dir: &Path, configured: Option<&str>) -> Result<String> {
+    if let Some(name) = configured {
+        return Ok(name.to_owned());
+    }
+    let path = dir.join("stream");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("reading stream id", &path, e)),
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating journal directory", dir, e))?;
+    let id = format!("gw-{}", hex::encode(rand::random::<[u8; 6]>()));
+    std::fs::write(&path, format!("{id}\n")).map_err(|e| Error::io("writing stream id", &path, e))?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{record_hash, GENESIS};
+
+    fn rec(seq: u64, prev: [u8; 32]) -> Record {
+        let event = format!(r#"{{"kind":"auth_failed","agent":"a{seq}","client":"c","target":"t"}}"#);
+        let at = "2025-01-01T00:00:00.000000Z".to_owned();
+        Record {
+            hash: record_hash("s", seq, &at, &prev, &event),
+            stream: "s".into(),
+            seq,
+            at,
+            prev_hash: prev,
+            kind: "auth_failed".into(),
+            session: None,
+            event,
+        }
+    }
+
+    #[test]
+    fn torn_tail_is_cut_and_damage_elsewhere_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, recs) = Journal::open(dir.path(), false).unwrap();
+        assert!(recs.is_empty());
+        let a = rec(1, GENESIS);
+        let b = rec(2, a.hash);
+        for r in [&a, &b] {
+            j.write_line(format!("{}\n", r.to_json_line()).as_bytes()).unwrap();
+        }
+        j.write_line(b"{\"stream\":\"s\",\"se").unwrap();
+        drop(j);
+        let (_, recs) = Journal::open(dir.path(), false).unwrap();
+        assert_eq!(recs, vec![a.clone(), b.clone()]);
+        let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        assert!(text.ends_with("}\n"));
+
+        let damaged = text.replacen("a1", "zz", 1);
+        std::fs::write(dir.path().join(FILE_NAME), damaged).unwrap();
+        let err = Journal::open(dir.path(), false).err().unwrap();
+        assert!(err.to_string().contains("seq 1 does not match"), "{err}");
+    }
+
+    #[test]
+    fn rewrite_keeps_only_the_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path(), false).unwrap();
+        let a = rec(1, GENESIS);
+        let b = rec(2, a.hash);
+        for r in [&a, &b] {
+            j.write_line(format!("{}\n", r.to_json_line()).as_bytes()).unwrap();
+        }
+        j.rewrite(Some(&b)).unwrap();
+        let c = rec(3, b.hash);
+        j.write_line(format!("{}\n", c.to_json_line()).as_bytes()).unwrap();
+        drop(j);
+        let (_, recs) = Journal::open(dir.path(), false).unwrap();
+        assert_eq!(recs, vec![b, c]);
+    }
+
+    #[test]
+    fn stream_id_is_generated_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = stream_id(dir.path(), None).unwrap();
+        assert!(a.starts_with("gw-"));
+        assert_eq!(stream_id(dir.path(), None).unwrap(), a);
+        assert_eq!(stream_id(dir.path(), Some("east")).unwrap(), "east");
+    }
+}

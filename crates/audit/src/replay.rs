@@ -1,0 +1,117 @@
+//! A session as a readable timeline.
+
+use std::fmt::Write as _;
+
+use crate::event::Event;
+use crate::record::Record;
+
+const INDENT: &str = "                              ";
+
+/// Renders a session's records (oldest first): connect, each statement with its decision,
+/// what came of it and the rows the agent saw, disconnect.
+pub fn timeline(records: &[Record]) -> String {
+    let mut out = String::new();
+    for r in records {
+        let at = &r.at;
+        let event: Event = match serde_json::from_str(&r.event) {
+            Ok(e) => e,
+            Err(_) => {
+                let _ = writeln!(out, "{at}  [{} {}#{}] {}", r.kind, r.stream, r.seq, r.event);
+                continue;
+            }
+        };
+        let _ = match event {
+            Event::SessionOpened {
+                session,
+                agent,
+                groups,
+                target,
+                client,
+                tls,
+            } => writeln!(
+                out,
+                "{at}  connect     session {session}: agent {agent} (groups: {}) to target {target} from {client}{}",
+                if groups.is_empty() { "none".to_owned() } else { groups.join(", ") },
+                if tls { " over TLS" } else { " without TLS" }
+            ),
+            Event::SessionClosed {
+                duration_ms,
+                bytes_from_client,
+                bytes_to_client,
+                statements,
+                refused,
+                reason,
+                ..
+            } => writeln!(
+                out,
+                "{at}  disconnect  after {:.3} s: {statements} statements ({refused} refused), {bytes_from_client} bytes in, {bytes_to_client} bytes out; {reason}",
+                duration_ms as f64 / 1000.0
+            ),
+            Event::AuthFailed { agent, client, target } => {
+                writeln!(out, "{at}  auth failed agent {agent} to target {target} from {client}")
+            }
+            Event::Statement {
+                statement,
+                protocol,
+                text,
+                params,
+                effect,
+                rules,
+                reason,
+                max_rows,
+                ..
+            } => {
+                let _ = writeln!(out, "{at}  #{statement:<10} [{protocol}] {}", indent_rest(&text));
+                if let Some(params) = params {
+                    let shown: Vec<String> = params
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| format!("${}={}", i + 1, p.as_deref().unwrap_or("NULL")))
+                        .collect();
+                    let _ = writeln!(out, "{INDENT}params: {}", shown.join(", "));
+                }
+                let rules = if rules.is_empty() { "-".to_owned() } else { rules.join(", ") };
+                let _ = write!(out, "{INDENT}decision: {effect} by {rules}");
+                if !reason.is_empty() {
+                    let _ = write!(out, ": {reason}");
+                }
+                if let Some(n) = max_rows {
+                    let _ = write!(out, " (at most {n} rows)");
+                }
+                writeln!(out)
+            }
+            Event::Outcome {
+                statement,
+                tag,
+                rows,
+                duration_us,
+                error,
+                rows_seen,
+                ..
+            } => {
+                let _ = write!(out, "{at}  #{statement:<10} result: {}", tag.as_deref().unwrap_or("-"));
+                if let Some(n) = rows {
+                    let _ = write!(out, ", {n} rows");
+                }
+                let _ = writeln!(out, " in {:.3} ms", duration_us as f64 / 1000.0);
+                if let Some(e) = error {
+                    let _ = writeln!(out, "{INDENT}error: {}", indent_rest(&e));
+                }
+                if let Some(rows) = rows_seen {
+                    let _ = writeln!(out, "{INDENT}rows seen by the agent:");
+                    for row in rows {
+                        let cells: Vec<&str> = row.iter().map(|c| c.as_deref().unwrap_or("NULL")).collect();
+                        let _ = writeln!(out, "{INDENT}  | {} |", cells.join(" | "));
+                    }
+                }
+                Ok(())
+            }
+        };
+    }
+    out
+}
+
+/// Keeps multi-line text aligned under the timeline's text column.
+fn indent_rest(text: &str) -> String {
+    text.lines().collect::<Vec<_>>().join(&format!("\n{INDENT}"))
+}

@@ -1,0 +1,181 @@
+//! The embedded store: one SQLite file in WAL mode.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension as _};
+
+use super::{Param, Query, Store, CHECKPOINTS, RECORDS, RECORD_COLUMNS};
+use crate::error::{Error, Result};
+use super::parse_stored_hash;
+use crate::record::{Checkpoint, Record};
+
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))?;
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // The journal already guards against a process crash; NORMAL keeps commits cheap.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {RECORDS} (
+                stream TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                at TEXT NOT NULL,
+                prev_hash TEXT NOT NULL,
+                hash TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                session TEXT,
+                event TEXT NOT NULL,
+                PRIMARY KEY (stream, seq)
+            ) WITHOUT ROWID;
+            CREATE INDEX IF NOT EXISTS {RECORDS}_session ON {RECORDS} (session);
+            CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (
+                stream TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                at TEXT NOT NULL,
+                hash TEXT NOT NULL,
+                key TEXT NOT NULL,
+                signature TEXT NOT NULL,
+                PRIMARY KEY (stream, seq)
+            );"
+        ))?;
+        Ok(SqliteStore { conn })
+    }
+
+    /// Direct access, for tests and maintenance.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+fn seq_i64(seq: u64) -> Result<i64> {
+    i64::try_from(seq).map_err(|_| Error::Store(format!("sequence number {seq} out of range")))
+}
+
+fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Record, String, String)> {
+    let seq: i64 = row.get(1)?;
+    Ok((
+        Record {
+            stream: row.get(0)?,
+            seq: seq as u64,
+            at: row.get(2)?,
+            prev_hash: [0; 32],
+            hash: [0; 32],
+            kind: row.get(5)?,
+            session: row.get(6)?,
+            event: row.get(7)?,
+        },
+        row.get(3)?,
+        row.get(4)?,
+    ))
+}
+
+fn finish(parts: (Record, String, String)) -> Result<Record> {
+    let (mut r, prev, hash) = parts;
+    r.prev_hash = parse_stored_hash(&prev);
+    r.hash = parse_stored_hash(&hash);
+    Ok(r)
+}
+
+fn row_to_checkpoint(row: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
+    let seq: i64 = row.get(1)?;
+    Ok(Checkpoint {
+        stream: row.get(0)?,
+        seq: seq as u64,
+        at: row.get(2)?,
+        hash: row.get(3)?,
+        key: row.get(4)?,
+        signature: row.get(5)?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn insert(&mut self, records: &[Record]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(&format!(
+                "INSERT INTO {RECORDS} ({RECORD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (stream, seq) DO NOTHING"
+            ))?;
+            for r in records {
+                stmt.execute(params![
+                    r.stream,
+                    seq_i64(r.seq)?,
+                    r.at,
+                    hex::encode(r.prev_hash),
+                    hex::encode(r.hash),
+                    r.kind,
+                    r.session,
+                    r.event
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn last_record(&mut self, stream: &str) -> Result<Option<Record>> {
+        let parts = self
+            .conn
+            .query_row(
+                &format!("SELECT {RECORD_COLUMNS} FROM {RECORDS} WHERE stream = ?1 ORDER BY seq DESC LIMIT 1"),
+                params![stream],
+                row_to_record,
+            )
+            .optional()?;
+        parts.map(finish).transpose()
+    }
+
+    fn insert_checkpoint(&mut self, cp: &Checkpoint) -> Result<()> {
+        self.conn.execute(
+            &format!(
+                "INSERT INTO {CHECKPOINTS} (stream, seq, at, hash, key, signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (stream, seq) DO NOTHING"
+            ),
+            params![cp.stream, seq_i64(cp.seq)?, cp.at, cp.hash, cp.key, cp.signature],
+        )?;
+        Ok(())
+    }
+
+    fn checkpoints(&mut self, stream: &str) -> Result<Vec<Checkpoint>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT stream, seq, at, hash, key, signature FROM {CHECKPOINTS} WHERE stream = ?1 ORDER BY seq"
+        ))?;
+        let rows = stmt.query_map(params![stream], row_to_checkpoint)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn streams(&mut self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT stream FROM {RECORDS} GROUP BY stream UNION SELECT stream FROM {CHECKPOINTS} ORDER BY 1"
+        ))?;
+        let rows = stmt.query_map([], |row| row.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+    }
+
+    fn scan(&mut self, query: &Query, f: &mut dyn FnMut(Record) -> Result<bool>) -> Result<()> {
+        let (tail, params) = query.sql('?');
+        let mut stmt = self.conn.prepare(&format!("SELECT {RECORD_COLUMNS} FROM {RECORDS}{tail}"))?;
+        let values: Vec<rusqlite::types::Value> = params
+            .into_iter()
+            .map(|p| match p {
+                Param::Text(s) => rusqlite::types::Value::Text(s),
+                Param::Int(n) => rusqlite::types::Value::Integer(n),
+            })
+            .collect();
+        let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+        while let Some(row) = rows.next()? {
+            if !f(finish(row_to_record(row)?)?)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
