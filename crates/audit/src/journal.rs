@@ -227,7 +227,7 @@ mod tests {
         let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
         assert!(text.ends_with("}\n"));
 
-        let damaged = text.replacen("a1", "zz", 1);
+        let damaged = text.replacen("\"a1\"", "\"zz\"", 1);
         std::fs::write(dir.path().join(FILE_NAME), damaged).unwrap();
         let err = Journal::open(dir.path(), false).err().unwrap();
         assert!(err.to_string().contains("seq 1 does not match"), "{err}");

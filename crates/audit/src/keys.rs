@@ -33,22 +33,31 @@ pub fn load_or_create(path: &Path) -> Result<SigningKey> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating directory", dir, e))?;
     }
     let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
-    let mut file = match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
-        Ok(f) => f,
-        // Another process created it first: use theirs.
+    // Written aside, then linked into place: a concurrent starter sees no key or a whole one.
+    let tmp = PathBuf::from(format!("{}.tmp-{}", path.display(), hex::encode(rand::random::<[u8; 6]>())));
+    let written = write_new(&tmp, &format!("{}\n", hex::encode(key.to_bytes())));
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading audit key", path, e))?;
             return parse_secret(path, &text);
         }
         Err(e) => return Err(Error::io("creating audit key", path, e)),
-    };
-    file.write_all(format!("{}\n", hex::encode(key.to_bytes())).as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io("writing audit key", path, e))?;
+    }
     let public = public_path(path);
-    std::fs::write(&public, format!("{}\n", hex::encode(key.verifying_key().as_bytes())))
+    let tmp = PathBuf::from(format!("{}.tmp-{}", public.display(), hex::encode(rand::random::<[u8; 6]>())));
+    std::fs::write(&tmp, format!("{}\n", hex::encode(key.verifying_key().as_bytes())))
+        .and_then(|()| std::fs::rename(&tmp, &public))
         .map_err(|e| Error::io("writing audit public key", &public, e))?;
     Ok(key)
+}
+
+fn write_new(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 fn parse_secret(path: &Path, text: &str) -> Result<SigningKey> {

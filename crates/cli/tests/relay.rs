@@ -113,11 +113,11 @@ fn non_utf8_statement_text_in_sql_ascii_database() {
         .target(TargetSpec::new("raw", up.pg.port(), "raw", "app_owner").password(&up.app_password))
         .agent(&agent)
         .start();
-    let mut script =
-        b"SET client_encoding = 'SQL_ASCII';\nSELECT E'\\x80\\x81' AS escaped;\nSELECT 'caf"
-            .to_vec();
+    // Raw non-UTF-8 bytes in the text are judged (one byte per character keeps every quote
+    // and separator where the server sees it) and forwarded untouched.
+    let mut script = b"SET client_encoding = 'SQL_ASCII';\nSELECT 'caf".to_vec();
     script.push(0xe9);
-    script.extend_from_slice(b"' AS raw;\n");
+    script.extend_from_slice(b"' AS raw, convert_to('x', 'SQL_ASCII') AS b;\n");
     let through = psql_args(&gw.url(&agent, "raw"), &script, &[]);
     let direct = psql_args(
         &up.pg.url("app_owner", &up.app_password, "raw"),
@@ -127,6 +127,15 @@ fn non_utf8_statement_text_in_sql_ascii_database() {
     assert!(direct.status.success(), "{}", text(&direct.stderr));
     assert!(through.status.success(), "{}", text(&through.stderr));
     assert_eq!(through.stdout, direct.stdout);
+    assert!(through.stdout.contains(&0xe9), "the raw byte comes back untouched");
+
+    // An E'' escape that spells a non-UTF-8 byte is something the gateway's parser (which
+    // reads UTF-8) rejects; it is refused with the parser's reason rather than guessed at.
+    let escaped = b"SELECT E'\\x80\\x81' AS escaped;\n".to_vec();
+    let through = psql_args(&gw.url(&agent, "raw"), &escaped, &["-v", "ON_ERROR_STOP=1"]);
+    assert!(!through.status.success());
+    let err = text(&through.stderr);
+    assert!(err.contains("drawbridge:") && err.contains("invalid byte sequence"), "{err}");
 }
 
 /// id, name, email, avatar, id * 1000, id / 3, id is even.

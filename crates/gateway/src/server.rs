@@ -29,10 +29,28 @@ pub struct Shared {
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct DecisionKey {
-    pub policy_version: Arc<str>,
+    pub policy_version: Box<str>,
     pub agent: Arc<str>,
     pub target: Arc<str>,
     pub text: Box<str>,
+}
+
+/// Looks a decision up without allocating; hashes exactly as `DecisionKey` does.
+#[derive(Hash)]
+pub(crate) struct DecisionKeyRef<'a> {
+    pub policy_version: &'a str,
+    pub agent: &'a str,
+    pub target: &'a str,
+    pub text: &'a str,
+}
+
+impl quick_cache::Equivalent<DecisionKey> for DecisionKeyRef<'_> {
+    fn equivalent(&self, k: &DecisionKey) -> bool {
+        self.text == &*k.text
+            && self.agent == &*k.agent
+            && self.target == &*k.target
+            && self.policy_version == &*k.policy_version
+    }
 }
 
 /// Loads the policy the config names.

@@ -29,7 +29,7 @@ use wire::{backend, frontend, Builder};
 
 use crate::catalog::Functions;
 use crate::conn::{BoxIo, Frames};
-use crate::server::{DecisionKey, Shared};
+use crate::server::{DecisionKey, DecisionKeyRef, Shared};
 use crate::Error;
 
 pub use policy::Principal;
@@ -54,6 +54,8 @@ struct Flags {
     /// standard_conforming_strings is on, as the gateway's parser assumes.
     strings_standard: AtomicBool,
     bytes_to_client: AtomicU64,
+    /// The agent has said goodbye (Terminate or end of stream): the target closing is expected.
+    client_done: AtomicBool,
 }
 
 /// Client encodings in which a byte that looks like a quote or backslash may be part of a
@@ -150,6 +152,7 @@ pub async fn run(
         encoding_safe: AtomicBool::new(encoding_safe),
         strings_standard: AtomicBool::new(true),
         bytes_to_client: AtomicU64::new(0),
+        client_done: AtomicBool::new(false),
     };
     let (client_r, client_w) = tokio::io::split(client.io);
     let (server_r, server_w) = tokio::io::split(server.io);
@@ -218,8 +221,9 @@ struct Inbound<'a> {
     expect: mpsc::UnboundedSender<Expect>,
     statements: HashMap<Vec<u8>, Prepared>,
     portals: HashMap<Vec<u8>, Prepared>,
-    /// `PREPARE name AS …` bodies, judged again at each EXECUTE.
-    sql_prepared: HashMap<String, Statement>,
+    /// `PREPARE name AS …` bodies, judged again at each EXECUTE: every body seen for the
+    /// name since it was last deallocated.
+    sql_prepared: HashMap<String, Vec<Statement>>,
     /// Executes forwarded since the last Sync.
     batch_executes: u32,
     stats: SessionStats,
@@ -228,6 +232,7 @@ struct Inbound<'a> {
 impl Inbound<'_> {
     async fn run(&mut self) -> Result<(), Error> {
         let r = self.relay().await;
+        self.flags.client_done.store(true, Ordering::Relaxed);
         if let Err(Error::Protocol(e)) = &r {
             let msg = format!("drawbridge: invalid message from client: {e}");
             self.send(Expect::Fatal(Builder::error("FATAL", "08P01", &msg, None)));
@@ -385,6 +390,7 @@ impl Inbound<'_> {
             }
             Verdict::Run { .. } => {
                 self.out.extend_from_slice(frame);
+                self.remember_sql_prepares(&judged.analysis);
                 Prepared::Allowed(judged)
             }
         };
@@ -503,8 +509,10 @@ impl Inbound<'_> {
     fn remember_sql_prepares(&mut self, analysis: &Analysis) {
         for s in &analysis.statements {
             if let Some(name) = &s.prepares {
-                // A repeated PREPARE of a name fails at the target; keep the first body.
-                self.sql_prepared.entry(name.clone()).or_insert_with(|| s.clone());
+                let bodies = self.sql_prepared.entry(name.clone()).or_default();
+                if !bodies.contains(s) {
+                    bodies.push(s.clone());
+                }
             }
             match &s.deallocates {
                 Some(Some(name)) => {
@@ -532,12 +540,7 @@ impl Inbound<'_> {
         }
         let text = sql_text(raw);
         let policy = self.shared.policy.load();
-        let key = DecisionKey {
-            policy_version: policy.version().into(),
-            agent: self.agent.clone(),
-            target: self.target.clone(),
-            text: text.as_ref().into(),
-        };
+        let key = DecisionKeyRef { policy_version: policy.version(), agent: &self.agent, target: &self.target, text: &text };
         if let Some(j) = self.shared.decisions.get(&key) {
             return j;
         }
@@ -553,29 +556,53 @@ impl Inbound<'_> {
         };
         let mut cacheable = true;
         let mut decisions = Vec::with_capacity(analysis.statements.len());
+        let mut countable = Vec::with_capacity(analysis.statements.len());
+        // PREPAREs earlier in this same message, visible to its later EXECUTEs.
+        let mut here: HashMap<&str, Vec<&Statement>> = HashMap::new();
         for stmt in &analysis.statements {
             let mut d = policy.evaluate(stmt, &ctx);
+            let mut counts = stmt.rows_countable;
+            if let Some(name) = &stmt.prepares {
+                // PREPARE changes no rows; its body's limit is enforced at each EXECUTE.
+                d.max_rows = None;
+                here.entry(name.as_str()).or_default().push(stmt);
+            }
             if let Some(name) = &stmt.executes {
-                // EXECUTE runs a body judged at PREPARE; judge it again now (policy and
-                // row limits may differ), and refuse a name the gateway never saw.
+                // EXECUTE runs a body judged at PREPARE; judge it again now (policy and row
+                // limits may have changed). Where the gateway saw several PREPAREs of the
+                // name it cannot tell which one the target kept, so every candidate must pass.
                 cacheable = false;
-                d = match self.sql_prepared.get(name) {
-                    Some(body) => combine(d, policy.evaluate(body, &ctx)),
-                    None => Decision {
+                let candidates: Vec<&Statement> = match here.get(name.as_str()) {
+                    Some(v) => v.clone(),
+                    None => self.sql_prepared.get(name).map(|v| v.iter().collect()).unwrap_or_default(),
+                };
+                if candidates.is_empty() {
+                    d = Decision {
                         effect: Effect::Deny,
                         rules: vec!["unknown-prepared-statement".into()],
                         reason: format!("prepared statement \"{name}\" was not prepared through this gateway"),
                         max_rows: None,
                         cacheable: false,
-                    },
-                };
+                    };
+                }
+                for body in candidates {
+                    d = combine(d, policy.evaluate(body, &ctx));
+                    counts &= body.rows_countable;
+                }
             }
             cacheable &= d.cacheable;
             decisions.push(d);
+            countable.push(counts);
         }
-        let verdict = verdict_of(&analysis, &decisions);
+        let verdict = verdict_of(&decisions, &countable);
         let judged = Arc::new(Judged { analysis, decisions, verdict });
         if cacheable {
+            let key = DecisionKey {
+                policy_version: policy.version().into(),
+                agent: self.agent.clone(),
+                target: self.target.clone(),
+                text: text.as_ref().into(),
+            };
             self.shared.decisions.insert(key, judged.clone());
         }
         judged
@@ -601,24 +628,34 @@ fn changes_session_settings(a: &Analysis) -> bool {
     })
 }
 
+/// Both decisions must hold: the more severe effect wins; between two of the same effect
+/// the one with the tighter row limit leads, so a refusal over the limit names its rule.
 fn combine(a: Decision, b: Decision) -> Decision {
-    let (mut worse, other) = if b.effect > a.effect { (b, a) } else { (a, b) };
-    if worse.effect == other.effect {
+    let b_leads = match (b.effect.cmp(&a.effect), a.max_rows, b.max_rows) {
+        (std::cmp::Ordering::Greater, _, _) => true,
+        (std::cmp::Ordering::Equal, None, Some(_)) => true,
+        (std::cmp::Ordering::Equal, Some(x), Some(y)) => y < x,
+        _ => false,
+    };
+    let (mut lead, other) = if b_leads { (b, a) } else { (a, b) };
+    if lead.effect == other.effect {
         for r in other.rules {
-            if !worse.rules.contains(&r) {
-                worse.rules.push(r);
+            if !lead.rules.contains(&r) {
+                lead.rules.push(r);
             }
         }
+        lead.max_rows = match (lead.max_rows, other.max_rows) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        };
     }
-    worse.max_rows = match (worse.max_rows, other.max_rows) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, y) => x.or(y),
-    };
-    worse.cacheable &= other.cacheable;
-    worse
+    lead.cacheable &= other.cacheable;
+    lead
 }
 
-fn verdict_of(analysis: &Analysis, decisions: &[Decision]) -> Verdict {
+/// The verdict on a message; `countable[i]` says whether statement i's command tag counts
+/// every row it changes.
+fn verdict_of(decisions: &[Decision], countable: &[bool]) -> Verdict {
     if let Some(d) = decisions.iter().find(|d| d.effect == Effect::Deny) {
         let rule = d.rules.first().map(String::as_str).unwrap_or("default-deny");
         return refusal("42501", format!("drawbridge: blocked by rule {rule}: {}", d.reason), None);
@@ -632,8 +669,8 @@ fn verdict_of(analysis: &Analysis, decisions: &[Decision]) -> Verdict {
         );
     }
     let mut limits = Vec::with_capacity(decisions.len());
-    for (stmt, d) in analysis.statements.iter().zip(decisions) {
-        if d.max_rows.is_some() && !stmt.rows_countable {
+    for (d, counts) in decisions.iter().zip(countable) {
+        if d.max_rows.is_some() && !counts {
             let rule = d.rules.first().map(String::as_str).unwrap_or("");
             return refusal(
                 "42501",
@@ -730,6 +767,9 @@ impl Outbound<'_> {
                 },
                 r = self.server.fill() => {
                     if !r? {
+                        if self.flags.client_done.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
                         let msg = format!("drawbridge: connection to target \"{}\" was lost", self.target);
                         self.client.write_all(&Builder::error("FATAL", "08006", &msg, None)).await?;
                         return Err(Error::Upstream { target: self.target.into(), reason: "closed the connection".into() });
@@ -1027,6 +1067,20 @@ mod tests {
         let t = sql_text(raw);
         assert_eq!(t.len(), raw.len() + 1);
         assert!(t.ends_with("; DROP TABLE t"));
+    }
+
+    fn decision(effect: Effect, rule: &str, max_rows: Option<u64>) -> Decision {
+        Decision { effect, rules: vec![rule.into()], reason: String::new(), max_rows, cacheable: true }
+    }
+
+    #[test]
+    fn combine_keeps_the_severest_and_the_tightest_limit_first() {
+        let c = combine(decision(Effect::Allow, "all", None), decision(Effect::Allow, "row-limit", Some(10)));
+        assert_eq!((c.rules[0].as_str(), c.max_rows), ("row-limit", Some(10)));
+        let c = combine(decision(Effect::Allow, "a", Some(5)), decision(Effect::Allow, "b", Some(10)));
+        assert_eq!((c.rules[0].as_str(), c.max_rows), ("a", Some(5)));
+        let c = combine(decision(Effect::Allow, "a", Some(5)), decision(Effect::Deny, "no", None));
+        assert_eq!((c.effect, c.rules.clone()), (Effect::Deny, vec!["no".to_string()]));
     }
 
     #[test]

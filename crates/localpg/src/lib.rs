@@ -76,7 +76,6 @@ pub enum PasswordStorage {
 /// A running server. Dropping it stops the server (immediate mode) and deletes its files.
 #[derive(Debug)]
 pub struct LocalPg {
-    // Declared first so the server stops (in Drop) before the directory is removed.
     dir: tempfile::TempDir,
     bin_dir: PathBuf,
     run_as: RunAs,
@@ -213,6 +212,9 @@ impl LocalPg {
                     return Ok(());
                 }
                 Err(err) => {
+                    // pg_ctl may give up waiting while the server is still coming up.
+                    self.running = true;
+                    let _ = self.stop();
                     let log = self.log_tail();
                     let port_taken =
                         log.contains("could not bind") || log.contains("already in use");

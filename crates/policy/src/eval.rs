@@ -230,6 +230,7 @@ impl<'a, 'c> Evaluation<'a, 'c> {
         let mut covered = 0u128;
         let mut used: Vec<String> = Vec::new();
         let mut max_rows: Option<u64> = None;
+        let mut limit_rule: Option<&str> = None;
         for rule in rules.iter().filter(|r| r.effect == Effect::Allow) {
             for m in &rule.matchers {
                 let wanted = m.operations.unwrap_or(u128::MAX) & self.ops;
@@ -241,7 +242,10 @@ impl<'a, 'c> Evaluation<'a, 'c> {
                     used.push(rule.name.clone());
                 }
                 if let Some(n) = rule.max_rows {
-                    max_rows = Some(max_rows.map_or(n, |m| m.min(n)));
+                    if max_rows.is_none_or(|m| n < m) {
+                        max_rows = Some(n);
+                        limit_rule = Some(&rule.name);
+                    }
                 }
             }
         }
@@ -250,6 +254,11 @@ impl<'a, 'c> Evaluation<'a, 'c> {
             .operations
             .iter()
             .find(|o| covered & op_bit(**o) == 0);
+        // The rule whose limit applies comes first, so a refusal over the limit names it.
+        if let Some(pos) = limit_rule.and_then(|r| used.iter().position(|u| u == r)) {
+            let r = used.remove(pos);
+            used.insert(0, r);
+        }
         match uncovered {
             None => Decision {
                 effect: Effect::Allow,

@@ -132,8 +132,21 @@ impl<'a> Walker<'a> {
             top,
             NodeRef::InsertStmt(_) | NodeRef::UpdateStmt(_) | NodeRef::DeleteStmt(_) | NodeRef::MergeStmt(_)
         );
-        self.st.rows_countable =
-            (dml_top && self.dml_nodes == 1) || matches!(top, NodeRef::ExecuteStmt(_));
+        // For PREPARE the flag describes the body, which is what each EXECUTE will run.
+        let prepared_dml = match top {
+            NodeRef::PrepareStmt(p) => p.query.as_ref().and_then(|q| q.node.as_ref()).is_some_and(|n| {
+                matches!(
+                    n,
+                    pg_query::NodeEnum::InsertStmt(_)
+                        | pg_query::NodeEnum::UpdateStmt(_)
+                        | pg_query::NodeEnum::DeleteStmt(_)
+                        | pg_query::NodeEnum::MergeStmt(_)
+                )
+            }),
+            _ => false,
+        };
+        self.st.rows_countable = ((dml_top || prepared_dml) && self.dml_nodes == 1)
+            || matches!(top, NodeRef::ExecuteStmt(_));
         self.st
     }
 

@@ -76,7 +76,7 @@ pub(crate) fn normalize(text: &str) -> Option<Normalized> {
                         None => return None,
                         Some(b'"') if b.get(i + 1) == Some(&b'"') => i += 2,
                         Some(b'"') => break,
-                        Some(&x) if x >= 0x80 || x < 0x20 => return None,
+                        Some(&x) if !(0x20..0x80).contains(&x) => return None,
                         Some(_) => i += 1,
                     }
                 }

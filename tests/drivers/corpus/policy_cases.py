@@ -50,14 +50,6 @@ def uncountable(id, sql, **kw):
     return deny(id, sql, "row-limit", msg="cannot be counted", **kw)
 
 
-BUG_A = ("gateway bug: in one simple Query, EXECUTE is judged before the PREPARE of the same message is "
-         "remembered, so it is refused as unknown-prepared-statement")
-BUG_B = ("gateway bug: an SQL PREPARE sent over the extended protocol (Parse) is never remembered, so a later "
-         "EXECUTE of it is refused as unknown-prepared-statement")
-BUG_C = ("gateway bug: PREPARE of a bounded UPDATE/DELETE is refused by row-limit as 'cannot be counted "
-         "(data-modifying CTE or EXPLAIN ANALYZE)', although PREPARE changes no rows and EXECUTE is judged "
-         "again with the body")
-
 TRUNCATE = "no-truncate"
 DROP_TABLE = "no-drop-table"
 DEL = "no-delete-without-where"
@@ -170,8 +162,7 @@ DESTRUCTIVE = [
     # The limit holds whether PREPARE is refused (rows uncountable) or EXECUTE is rolled back.
     deny("prepare-execute-over-limit",
          "PREPARE big AS UPDATE orders SET status = 'void' WHERE amount > 0; EXECUTE big", "row-limit",
-         parts=["PREPARE big AS UPDATE orders SET status = 'void' WHERE amount > 0", "EXECUTE big"],
-         xfail={"simple": BUG_A}),
+         parts=["PREPARE big AS UPDATE orders SET status = 'void' WHERE amount > 0", "EXECUTE big"]),
     # --- row limits: the write runs, changes too much, is rolled back ---------------------------
     over_limit("update-500-rows", "UPDATE orders SET status = 'void' WHERE amount > 0"),
     over_limit("update-101-rows", "UPDATE orders SET status = 'void' WHERE id <= 101"),
@@ -450,15 +441,12 @@ BENIGN = [
     allow("listen-notify", "LISTEN corpus; NOTIFY corpus, 'drop table users'; UNLISTEN corpus",
           parts=["LISTEN corpus", "NOTIFY corpus, 'drop table users'", "UNLISTEN corpus"]),
     allow("prepare-execute-select", "PREPARE q AS SELECT count(*) FROM users; EXECUTE q",
-          parts=["PREPARE q AS SELECT count(*) FROM users", "EXECUTE q"], rows=[(50,)],
-          xfail={"simple": BUG_A, "extended": BUG_B}),
-    allow("execute-after-separate-prepare", "EXECUTE q2", setup=["PREPARE q2 AS SELECT 2"], rows=[(2,)],
-          xfail={"extended": BUG_B}),
-    allow("prepare-bounded-update", "PREPARE u (int) AS UPDATE orders SET status = status WHERE id = $1",
-          xfail=BUG_C),
+          parts=["PREPARE q AS SELECT count(*) FROM users", "EXECUTE q"], rows=[(50,)]),
+    allow("execute-after-separate-prepare", "EXECUTE q2", setup=["PREPARE q2 AS SELECT 2"], rows=[(2,)]),
+    allow("prepare-bounded-update", "PREPARE u (int) AS UPDATE orders SET status = status WHERE id = $1"),
     allow("prepare-execute-bounded-update", "PREPARE u (int) AS UPDATE orders SET status = status WHERE id = $1; "
           "EXECUTE u(15)", parts=["PREPARE u (int) AS UPDATE orders SET status = status WHERE id = $1",
-                                  "EXECUTE u(15)"], rowcount=1, xfail=BUG_C),
+                                  "EXECUTE u(15)"], rowcount=1),
     allow("deallocate-all", "PREPARE q AS SELECT 1; DEALLOCATE ALL",
           parts=["PREPARE q AS SELECT 1", "DEALLOCATE ALL"]),
     allow("declare-fetch", "BEGIN; DECLARE c CURSOR FOR SELECT id FROM users ORDER BY id; FETCH 2 FROM c; "

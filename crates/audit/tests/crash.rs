@@ -1,0 +1,67 @@
+//! Records survive a kill of the process: the child appends and aborts, the parent reopens.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use drawbridge_audit::{AuditLog, Reader};
+
+const CHILD_DIR: &str = "DRAWBRIDGE_AUDIT_CRASH_CHILD_DIR";
+const RECORDS: u64 = 500;
+
+/// The child half: does nothing unless started by `records_survive_abort`.
+#[test]
+fn crash_child() {
+    let Ok(dir) = std::env::var(CHILD_DIR) else {
+        return;
+    };
+    let log = AuditLog::open(&sqlite_config(), dir.as_ref()).unwrap();
+    for i in 0..RECORDS {
+        log.append(statement("crash", i, "UPDATE t SET x = 1", "allow")).unwrap();
+    }
+    std::process::abort();
+}
+
+#[test]
+fn records_survive_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = sqlite_config();
+    // Create the store, then hold its write lock so the child's writer can store nothing:
+    // everything it appends lives only in its journal when it dies.
+    drop(AuditLog::open(&cfg, dir.path()).unwrap());
+    let blocker = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_DIR, dir.path())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child must have died");
+
+    let stored: i64 = blocker
+        .query_row("SELECT count(*) FROM drawbridge_audit_records", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 0, "nothing reached the store before the crash");
+    blocker.execute_batch("ROLLBACK").unwrap();
+    drop(blocker);
+
+    let log = AuditLog::open(&cfg, dir.path()).unwrap();
+    assert_eq!(log.stats().stored_seq, RECORDS, "reopen replays the journal");
+    assert_eq!(log.append(closed("crash")).unwrap(), RECORDS + 1);
+    log.flush(Duration::from_secs(10)).unwrap();
+    drop(log);
+
+    let report = Reader::open(&cfg, dir.path()).unwrap().verify().unwrap();
+    assert!(report.ok(), "{report}");
+    assert_eq!(report.streams[0].records, RECORDS + 1);
+    // Reopening shrank the journal to the chain head (500); 501 came after.
+    let journal = std::fs::read_to_string(dir.path().join("audit-journal/journal.jsonl")).unwrap();
+    let seqs: Vec<u64> = journal
+        .lines()
+        .map(|l| drawbridge_audit::Record::from_json_line(l).unwrap().seq)
+        .collect();
+    assert_eq!(seqs, vec![RECORDS, RECORDS + 1]);
+}
