@@ -1,6 +1,7 @@
 //! `drawbridge`: the gateway binary and its tools.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod check;
 mod demo;
 
@@ -38,6 +39,13 @@ enum Command {
     },
     /// Start a throwaway PostgreSQL with the gateway in front of it.
     Demo(demo::DemoArgs),
+    /// Audit records: verify, tail, search, replay, export.
+    Audit {
+        #[arg(long, short, global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -73,6 +81,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => demo::run(args),
+        Command::Audit { config, command } => audit::run(command, &config),
     };
     match result {
         Ok(code) => code,

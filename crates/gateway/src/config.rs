@@ -18,6 +18,9 @@ pub struct Config {
     pub targets: BTreeMap<String, Target>,
     #[serde(default)]
     pub agents: BTreeMap<String, Agent>,
+    /// Present: every session, statement and decision is recorded.
+    #[serde(default)]
+    pub audit: Option<audit::Config>,
     /// Directory the config was read from; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,

@@ -25,6 +25,7 @@ pub struct Shared {
     /// Seeds decoy verifiers so unknown agents take the same path as known ones.
     pub(crate) decoy_secret: [u8; 32],
     pub(crate) decisions: quick_cache::sync::Cache<DecisionKey, Arc<Judged>>,
+    pub audit: Option<Arc<audit::AuditLog>>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -82,6 +83,12 @@ impl Gateway {
             (Some(c), Some(k)) => Some(tls::acceptor(&config.resolve(c), &config.resolve(k))?),
             _ => None,
         };
+        let audit = match &config.audit {
+            Some(cfg) => Some(Arc::new(
+                audit::AuditLog::open(cfg, &config.base_dir).map_err(|e| Error::Config(format!("audit: {e}")))?,
+            )),
+            None => None,
+        };
         let listener = TcpListener::bind(&config.server.listen)
             .await
             .map_err(|e| Error::Config(format!("listen {}: {e}", config.server.listen)))?;
@@ -95,6 +102,7 @@ impl Gateway {
             tls,
             decoy_secret: rand::random(),
             decisions: quick_cache::sync::Cache::new(10_000),
+            audit,
             config,
         };
         Ok(Gateway { shared: Arc::new(shared), listener })
@@ -127,6 +135,22 @@ impl Gateway {
 }
 
 impl Shared {
+    /// Appends to the audit log, if there is one. `Err` means the record was not kept and
+    /// the configured policy is to refuse rather than run unrecorded.
+    pub(crate) fn record(&self, event: audit::Event) -> Result<(), ()> {
+        let Some(log) = &self.audit else { return Ok(()) };
+        match log.append(event) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, "audit record could not be written");
+                match self.config.audit.as_ref().map(|c| c.on_failure) {
+                    Some(audit::OnFailure::Allow) => Ok(()),
+                    _ => Err(()),
+                }
+            }
+        }
+    }
+
     /// Re-reads the policy; on error the old one stays in force.
     pub fn reload_policy(&self) -> Result<(), Error> {
         let fresh = server_policy(&self.config)?;

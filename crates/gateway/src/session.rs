@@ -18,7 +18,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
@@ -118,12 +118,14 @@ enum Expect {
     Barrier(oneshot::Sender<u8>),
     /// Write this to the agent and end the session.
     Fatal(Vec<u8>),
+    /// The next answered statement or Execute is this audited statement.
+    Track(u64, Instant),
 }
 
 #[derive(Debug)]
 enum GuardReport {
-    /// Within the limit.
-    Within,
+    /// Within the limit; the rows changed.
+    Within { rows: Option<u64> },
     /// Over the limit (or a count the gateway could not read): must not stand.
     Over { rows: Option<u64>, limit: u64 },
     /// The statement failed or was skipped; the target already undid it.
@@ -132,13 +134,15 @@ enum GuardReport {
 
 /// Protocol-level prepared statements and portals as the gateway judged them.
 enum Prepared {
-    Allowed(Arc<Judged>),
+    /// With the audit number of the Parse that judged it.
+    Allowed(Arc<Judged>, u64),
     Refused(Arc<Vec<u8>>),
 }
 
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     shared: Arc<Shared>,
+    session: Arc<str>,
     principal: Principal,
     target: String,
     catalog: Arc<Functions>,
@@ -174,6 +178,8 @@ pub async fn run(
         sql_prepared: HashMap::new(),
         batch_executes: 0,
         stats: SessionStats::default(),
+        session: session.clone(),
+        next_statement: 0,
     };
     let mut outbound = Outbound {
         flags: &flags,
@@ -185,6 +191,9 @@ pub async fn run(
         out: Vec::with_capacity(16 * 1024),
         held: Vec::new(),
         batch: Batch::default(),
+        shared: &shared,
+        session,
+        tracking: VecDeque::new(),
     };
 
     let result = {
@@ -227,6 +236,9 @@ struct Inbound<'a> {
     /// Executes forwarded since the last Sync.
     batch_executes: u32,
     stats: SessionStats,
+    session: Arc<str>,
+    /// Audit number of the next statement.
+    next_statement: u64,
 }
 
 impl Inbound<'_> {
@@ -298,12 +310,12 @@ impl Inbound<'_> {
             frontend::BIND => {
                 let b = frontend::bind(body)?;
                 let judged = match self.statements.get(b.statement) {
-                    Some(Prepared::Allowed(j)) => Prepared::Allowed(j.clone()),
+                    Some(Prepared::Allowed(j, id)) => Prepared::Allowed(j.clone(), *id),
                     Some(Prepared::Refused(r)) => Prepared::Refused(r.clone()),
                     None => Prepared::Refused(unknown_statement()),
                 };
                 match &judged {
-                    Prepared::Allowed(_) => self.out.extend_from_slice(frame),
+                    Prepared::Allowed(..) => self.out.extend_from_slice(frame),
                     Prepared::Refused(r) => self.refuse_in_batch(r.clone()),
                 }
                 self.portals.insert(b.portal.to_vec(), judged);
@@ -342,6 +354,13 @@ impl Inbound<'_> {
     async fn query(&mut self, frame: &[u8], text: &[u8]) -> Result<(), Error> {
         let judged = self.judge(text);
         self.stats.statements += judged.analysis.statements.len() as u64;
+        let ids = match self.record(&judged, text, "simple") {
+            Ok(ids) => ids,
+            Err(r) => {
+                self.refuse_query(r);
+                return Ok(());
+            }
+        };
         match &judged.verdict {
             Verdict::Refuse(r) => {
                 self.stats.refused += 1;
@@ -349,8 +368,12 @@ impl Inbound<'_> {
                 self.refuse_query(Verdict::Refuse(r));
                 return Ok(());
             }
-            v if v.limited() => self.guarded_query(frame, &judged).await?,
+            v if v.limited() => self.guarded_query(frame, &judged, &ids).await?,
             Verdict::Run { .. } => {
+                let now = Instant::now();
+                for id in ids {
+                    self.send(Expect::Track(id, now));
+                }
                 self.send(Expect::Sync);
                 self.out.extend_from_slice(frame);
             }
@@ -363,6 +386,68 @@ impl Inbound<'_> {
             self.barrier().await;
         }
         Ok(())
+    }
+
+    /// Records each statement and its decision before anything is forwarded; returns their
+    /// audit numbers. `Err` is the refusal to send when the record could not be kept.
+    fn record(&mut self, judged: &Judged, raw: &[u8], protocol: &str) -> Result<Vec<u64>, Verdict> {
+        if self.shared.audit.is_none() {
+            return Ok(Vec::new());
+        }
+        let text = sql_text(raw);
+        let mut ids = Vec::with_capacity(judged.analysis.statements.len().max(1));
+        let mut events = Vec::with_capacity(ids.capacity());
+        let pairs = judged.analysis.statements.iter().zip(&judged.decisions);
+        for (stmt, d) in pairs {
+            let part = text.get(stmt.start..stmt.end).unwrap_or(&text);
+            events.push((part, serde_json::to_value(stmt).unwrap_or_default(), d.effect.name(), d.rules.clone(), d.reason.clone(), d.max_rows));
+        }
+        if events.is_empty() {
+            // Unparseable or unjudgeable text: the refusal itself is the decision.
+            let reason = match &judged.verdict {
+                Verdict::Refuse(bytes) => refusal_message(bytes),
+                Verdict::Run { .. } => "nothing to judge".into(),
+            };
+            let effect = if matches!(judged.verdict, Verdict::Refuse(_)) { "deny" } else { "allow" };
+            events.push((&text[..], serde_json::Value::Null, effect, vec![], reason, None));
+        }
+        for (part, facts, effect, rules, reason, max_rows) in events {
+            let id = self.next_statement;
+            self.next_statement += 1;
+            let event = audit::Event::Statement {
+                session: self.session.to_string(),
+                statement: id,
+                protocol: protocol.into(),
+                text: sql::redact_secrets(part).into_owned(),
+                params: None,
+                facts,
+                effect: effect.into(),
+                rules,
+                reason,
+                max_rows,
+            };
+            if self.shared.record(event).is_err() {
+                self.stats.refused += 1;
+                return Err(refusal("58030", "drawbridge: the audit log is unavailable; statement refused".into(), None));
+            }
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// Records the outcome of a statement the gateway itself ran under a row limit.
+    fn record_guarded(&self, ids: &[u64], started: Instant, rows: Option<u64>, error: Option<String>) {
+        for id in ids {
+            let _ = self.shared.record(audit::Event::Outcome {
+                session: self.session.to_string(),
+                statement: *id,
+                tag: None,
+                rows,
+                duration_us: started.elapsed().as_micros() as u64,
+                error: error.clone(),
+                rows_seen: None,
+            });
+        }
     }
 
     fn refuse_query(&mut self, verdict: Verdict) {
@@ -383,16 +468,23 @@ impl Inbound<'_> {
     fn parse(&mut self, frame: &[u8], name: &[u8], text: &[u8]) {
         let judged = self.judge(text);
         self.stats.statements += judged.analysis.statements.len() as u64;
-        let entry = match &judged.verdict {
-            Verdict::Refuse(r) => {
+        let entry = match self.record(&judged, text, "extended") {
+            Err(Verdict::Refuse(r)) => {
                 self.refuse_in_batch(r.clone());
-                Prepared::Refused(r.clone())
+                Prepared::Refused(r)
             }
-            Verdict::Run { .. } => {
-                self.out.extend_from_slice(frame);
-                self.remember_sql_prepares(&judged.analysis);
-                Prepared::Allowed(judged)
-            }
+            Err(Verdict::Run { .. }) => Prepared::Refused(unknown_statement()),
+            Ok(ids) => match &judged.verdict {
+                Verdict::Refuse(r) => {
+                    self.refuse_in_batch(r.clone());
+                    Prepared::Refused(r.clone())
+                }
+                Verdict::Run { .. } => {
+                    self.out.extend_from_slice(frame);
+                    self.remember_sql_prepares(&judged.analysis);
+                    Prepared::Allowed(judged, ids.first().copied().unwrap_or(u64::MAX))
+                }
+            },
         };
         // The target rejects a second Parse of an existing named statement, so the
         // first stays the one that Bind will use.
@@ -402,8 +494,8 @@ impl Inbound<'_> {
     }
 
     async fn execute(&mut self, frame: &[u8], e: frontend::Execute<'_>) -> Result<(), Error> {
-        let judged = match self.portals.get(e.portal) {
-            Some(Prepared::Allowed(j)) => j.clone(),
+        let (judged, id) = match self.portals.get(e.portal) {
+            Some(Prepared::Allowed(j, id)) => (j.clone(), *id),
             Some(Prepared::Refused(r)) => {
                 let r = r.clone();
                 self.refuse_in_batch(r);
@@ -421,6 +513,9 @@ impl Inbound<'_> {
         let index = self.batch_executes;
         self.batch_executes += 1;
         let Some(limit) = limit else {
+            if self.shared.audit.is_some() && id != u64::MAX {
+                self.send(Expect::Track(id, Instant::now()));
+            }
             self.out.extend_from_slice(frame);
             return Ok(());
         };
@@ -432,24 +527,30 @@ impl Inbound<'_> {
         // Nothing commits before Sync, so a statement over its limit can still be undone by
         // failing the batch.
         let (report, rx) = oneshot::channel();
+        let started = Instant::now();
         self.send(Expect::GuardExecute { index, limit, report });
         self.out.extend_from_slice(frame);
         self.out.extend_from_slice(&Builder::flush());
         self.flush().await?;
+        let ids = [id];
         match rx.await {
-            Ok(GuardReport::Within) => self.send(Expect::Release),
+            Ok(GuardReport::Within { rows }) => {
+                self.record_guarded(&ids, started, rows, None);
+                self.send(Expect::Release)
+            }
             Ok(GuardReport::Over { rows, limit }) => {
+                self.record_guarded(&ids, started, rows, Some(format!("over the row limit of {limit}; rolled back")));
                 self.send(Expect::DropHeld);
                 self.refuse_in_batch(over_limit(&judged, rows, limit));
             }
-            Ok(GuardReport::Failed) | Err(_) => {}
+            Ok(GuardReport::Failed) | Err(_) => self.record_guarded(&ids, started, None, Some("failed".into())),
         }
         Ok(())
     }
 
     /// Runs a simple Query whose statements have row limits so that nothing stands if any
     /// statement changes more rows than allowed.
-    async fn guarded_query(&mut self, frame: &[u8], judged: &Judged) -> Result<(), Error> {
+    async fn guarded_query(&mut self, frame: &[u8], judged: &Judged, ids: &[u64]) -> Result<(), Error> {
         let Verdict::Run { limits } = &judged.verdict else { return Ok(()) };
         if judged.analysis.statements.iter().any(|s| s.transaction.is_some()) {
             let msg = "drawbridge: a row-limited statement cannot share a query with transaction control; send them separately";
@@ -470,12 +571,23 @@ impl Inbound<'_> {
             self.out.extend_from_slice(&Builder::query("BEGIN"));
         }
         let (report, rx) = oneshot::channel();
+        let started = Instant::now();
         self.send(Expect::Guard { limits: limits.clone(), report });
         self.out.extend_from_slice(frame);
         self.flush().await?;
         let report = rx.await.unwrap_or(GuardReport::Failed);
+        match &report {
+            GuardReport::Within { rows } => self.record_guarded(ids, started, *rows, None),
+            GuardReport::Over { rows, limit } => self.record_guarded(
+                ids,
+                started,
+                *rows,
+                Some(format!("over the row limit of {limit}; rolled back")),
+            ),
+            GuardReport::Failed => self.record_guarded(ids, started, None, Some("failed".into())),
+        }
         match (autocommit, report) {
-            (true, GuardReport::Within) => {
+            (true, GuardReport::Within { .. }) => {
                 self.send(Expect::Commit);
                 self.out.extend_from_slice(&Builder::query("COMMIT"));
             }
@@ -488,7 +600,7 @@ impl Inbound<'_> {
                 self.send(Expect::Rollback { refusal: None });
                 self.out.extend_from_slice(&Builder::query("ROLLBACK"));
             }
-            (false, GuardReport::Within) | (false, GuardReport::Failed) => self.send(Expect::Release),
+            (false, GuardReport::Within { .. }) | (false, GuardReport::Failed) => self.send(Expect::Release),
             (false, GuardReport::Over { rows, limit }) => {
                 // Inside the agent's transaction: leave it aborted, as a failing statement would.
                 self.stats.refused += 1;
@@ -686,6 +798,15 @@ fn verdict_of(decisions: &[Decision], countable: &[bool]) -> Verdict {
     Verdict::Run { limits }
 }
 
+/// The message text of an ErrorResponse the gateway built.
+fn refusal_message(frame: &[u8]) -> String {
+    frame
+        .get(5..)
+        .and_then(|b| backend::fields(b).ok())
+        .and_then(|f| backend::field(&f, b'M').map(|m| String::from_utf8_lossy(m).into_owned()))
+        .unwrap_or_default()
+}
+
 fn unjudgeable(message: &str) -> Arc<Judged> {
     Arc::new(Judged { analysis: Arc::default(), decisions: vec![], verdict: refusal("42501", message.into(), None) })
 }
@@ -747,6 +868,10 @@ struct Outbound<'a> {
     out: Vec<u8>,
     held: Vec<u8>,
     batch: Batch,
+    shared: &'a Arc<Shared>,
+    session: Arc<str>,
+    /// Audited statements forwarded and not yet answered, oldest first.
+    tracking: VecDeque<(u64, Instant)>,
 }
 
 impl Outbound<'_> {
@@ -791,6 +916,7 @@ impl Outbound<'_> {
                     self.out.append(&mut self.held);
                 }
                 Some(Expect::DropHeld) => self.held.clear(),
+                Some(Expect::Track(id, at)) => self.tracking.push_back((*id, *at)),
                 Some(Expect::Barrier(_)) => {
                     if let Some(Expect::Barrier(tx)) = self.queue.pop_front() {
                         let _ = tx.send(self.flags.status.load(Ordering::Relaxed));
@@ -883,6 +1009,7 @@ impl Outbound<'_> {
             match self.queue.front() {
                 Some(Expect::Release) => self.out.append(&mut self.held),
                 Some(Expect::DropHeld) => self.held.clear(),
+                Some(Expect::Track(id, at)) => self.tracking.push_back((*id, *at)),
                 Some(Expect::Barrier(_)) => {
                     if let Some(Expect::Barrier(tx)) = self.queue.pop_front() {
                         let _ = tx.send(self.flags.status.load(Ordering::Relaxed));
@@ -922,6 +1049,20 @@ impl Outbound<'_> {
         };
         if tag == backend::ERROR_RESPONSE {
             self.batch.failed = true;
+        }
+        if !self.tracking.is_empty() {
+            let guarded = match self.queue.front() {
+                Some(Expect::Guard { .. }) => tag == backend::COMMAND_COMPLETE,
+                Some(Expect::GuardExecute { index, .. }) => is_completion && self.batch.completions == *index,
+                _ => false,
+            };
+            if (is_completion || tag == backend::ERROR_RESPONSE) && !guarded {
+                self.record_outcome(tag, pos, total);
+            }
+            if tag == backend::READY_FOR_QUERY {
+                // Whatever was not answered was skipped after an error.
+                self.tracking.clear();
+            }
         }
         if tag == backend::READY_FOR_QUERY {
             let status = backend::ready_for_query(self.body(pos, total))?;
@@ -964,9 +1105,9 @@ impl Outbound<'_> {
                 }
                 if tag == backend::ERROR_RESPONSE || tag == backend::READY_FOR_QUERY || mine {
                     let report = match (tag, rows) {
-                        (backend::COMMAND_COMPLETE, Some(Some(n))) if n <= limit => GuardReport::Within,
+                        (backend::COMMAND_COMPLETE, Some(Some(n))) if n <= limit => GuardReport::Within { rows: Some(n) },
                         (backend::COMMAND_COMPLETE, r) => GuardReport::Over { rows: r.flatten(), limit },
-                        (backend::EMPTY_QUERY, _) => GuardReport::Within,
+                        (backend::EMPTY_QUERY, _) => GuardReport::Within { rows: None },
                         (backend::PORTAL_SUSPENDED, _) => GuardReport::Over { rows: None, limit },
                         _ => GuardReport::Failed,
                     };
@@ -1022,6 +1163,26 @@ impl Outbound<'_> {
         Ok(action)
     }
 
+    fn record_outcome(&mut self, tag: u8, pos: usize, total: usize) {
+        let Some((id, started)) = self.tracking.pop_front() else { return };
+        let body = self.body(pos, total);
+        let (command, error) = match tag {
+            backend::COMMAND_COMPLETE => (backend::command_tag(body).ok().map(str::to_owned), None),
+            backend::ERROR_RESPONSE => (None, Some(crate::upstream::server_message(body))),
+            _ => (None, None),
+        };
+        let rows = command.as_deref().and_then(backend::tag_rows);
+        let _ = self.shared.record(audit::Event::Outcome {
+            session: self.session.to_string(),
+            statement: id,
+            tag: command,
+            rows,
+            duration_us: started.elapsed().as_micros() as u64,
+            error,
+            rows_seen: None,
+        });
+    }
+
     fn after_ready(&mut self) -> Result<Action, Error> {
         // A ReadyForQuery ended the batch while an Execute guard was pending; the
         // expectation for the Sync that caused it is next.
@@ -1039,6 +1200,7 @@ fn guard_report(limits: &[Option<u64>], batch: &Batch) -> GuardReport {
     if batch.failed {
         return GuardReport::Failed;
     }
+    let total = batch.tags.iter().flatten().sum();
     for (i, limit) in limits.iter().enumerate() {
         let Some(limit) = *limit else { continue };
         match batch.tags.get(i).copied().flatten() {
@@ -1046,7 +1208,7 @@ fn guard_report(limits: &[Option<u64>], batch: &Batch) -> GuardReport {
             rows => return GuardReport::Over { rows, limit },
         }
     }
-    GuardReport::Within
+    GuardReport::Within { rows: Some(total) }
 }
 
 #[cfg(test)]
@@ -1086,7 +1248,7 @@ mod tests {
     #[test]
     fn guard_reports() {
         let b = Batch { tags: vec![Some(3), Some(10)], ..Default::default() };
-        assert!(matches!(guard_report(&[None, Some(10)], &b), GuardReport::Within));
+        assert!(matches!(guard_report(&[None, Some(10)], &b), GuardReport::Within { rows: Some(13) }));
         assert!(matches!(guard_report(&[Some(2), None], &b), GuardReport::Over { rows: Some(3), limit: 2 }));
         let missing = Batch { tags: vec![None], ..Default::default() };
         assert!(matches!(guard_report(&[Some(5)], &missing), GuardReport::Over { rows: None, .. }));

@@ -45,6 +45,7 @@ pub async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketA
         }
     };
 
+    let session_id: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
     let Some(target) = shared.config.targets.get(&hello.database) else {
         let msg = format!("drawbridge: unknown target \"{}\"", hello.database);
         let _ = fatal(&mut frames.io, "3D000", &msg).await;
@@ -88,11 +89,25 @@ pub async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketA
     }
 
     let groups = shared.config.agents.get(&hello.user).map(|a| a.groups.clone()).unwrap_or_default();
+    let opened = shared.record(audit::Event::SessionOpened {
+        session: session_id.to_string(),
+        agent: hello.user.clone(),
+        groups: groups.clone(),
+        target: hello.database.clone(),
+        client: peer.to_string(),
+        tls: hello.tls,
+    });
+    if opened.is_err() {
+        let _ = fatal(&mut frames.io, "58030", "drawbridge: the audit log is unavailable; sessions are refused").await;
+        shared.cancels.remove(key);
+        return;
+    }
     let principal = Principal { agent: hello.user.clone(), groups };
     let mut stats = SessionStats::default();
     let client = Frames::with_buffer(frames.io, frames.buf, wire::MAX_MESSAGE_LEN);
     let result = session::run(
         shared.clone(),
+        session_id.clone(),
         principal,
         hello.database.clone(),
         catalog,
@@ -103,7 +118,21 @@ pub async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketA
     )
     .await;
     shared.cancels.remove(key);
+    let end = match &result {
+        Ok(()) => "closed".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let _ = shared.record(audit::Event::SessionClosed {
+        session: session_id.to_string(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        bytes_from_client: stats.bytes_from_client,
+        bytes_to_client: stats.bytes_to_client,
+        statements: stats.statements,
+        refused: stats.refused,
+        reason: end.clone(),
+    });
     info!(
+        session = %session_id,
         client = %peer,
         agent = %hello.user,
         target = %hello.database,
@@ -113,7 +142,7 @@ pub async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketA
         bytes_to_client = stats.bytes_to_client,
         statements = stats.statements,
         refused = stats.refused,
-        end = %match &result { Ok(()) => "closed".to_string(), Err(e) => e.to_string() },
+        end = %end,
         "session"
     );
 }
@@ -178,6 +207,11 @@ async fn handshake(shared: &Shared, frames: &mut Frames<BoxIo>, peer: SocketAddr
     }
     if !authenticate(shared, frames, &user).await? {
         shared.limiter.failed(peer.ip());
+        let _ = shared.record(audit::Event::AuthFailed {
+            agent: user.clone(),
+            client: peer.to_string(),
+            target: database.clone(),
+        });
         info!(client = %peer, agent = %user, "authentication failed");
         let msg = format!("password authentication failed for user \"{user}\"");
         fatal(&mut frames.io, "28P01", &msg).await?;

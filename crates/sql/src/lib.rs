@@ -8,10 +8,12 @@
 mod analyze;
 mod depth;
 pub mod facts;
+mod redact;
 mod normalize;
 mod parse;
 mod walk;
 
+pub use redact::redact_secrets;
 pub use facts::{Analysis, Function, Operation, Statement, Table, Transaction};
 
 use quick_cache::sync::Cache;
@@ -22,7 +24,7 @@ use std::sync::Arc;
 /// Thread stack with which every statement within the default [`Limits`] is analysed on
 /// the calling thread. A thread with less still works: a statement that might not fit then
 /// runs on a short-lived thread of its own, which costs tens of microseconds.
-pub const MIN_CALLER_STACK: usize = if cfg!(debug_assertions) { 64 << 20 } else { 16 << 20 };
+pub const MIN_CALLER_STACK: usize = if cfg!(debug_assertions) { 128 << 20 } else { 32 << 20 };
 
 /// Why a text could not be analysed. Every variant is a refusal reason the agent may see.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

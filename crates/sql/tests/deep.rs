@@ -35,6 +35,16 @@ fn extreme_nesting_is_refused() {
 /// even when the calling thread's stack is far too small for the tree.
 #[test]
 fn near_the_limit_on_a_small_stack() {
+    near_the_limit(256 << 10);
+}
+
+/// The caller's stack is just big enough to parse inline: the budget per level holds.
+#[test]
+fn near_the_limit_inline() {
+    near_the_limit(drawbridge_sql::stack_needed(&Limits::default()) + (64 << 10));
+}
+
+fn near_the_limit(stack: usize) {
     for sql in [
         format!("SELECT 1{}", "+1".repeat(990)),
         format!("SELECT {}true", "NOT ".repeat(990)),
@@ -42,8 +52,13 @@ fn near_the_limit_on_a_small_stack() {
         format!("SELECT {}1", "-+".repeat(495)),
         format!("SELECT {}1{}", "f(".repeat(320), ")".repeat(320)),
         format!("SELECT ARRAY{}1{}", "[".repeat(490), "]".repeat(490)),
+        format!("SELECT {}1{}", "ROW(".repeat(320), ")".repeat(320)),
+        format!("SELECT {}1{}", "CASE WHEN true THEN ".repeat(240), " END".repeat(240)),
+        format!("SELECT * FROM t{}", " JOIN t ON true".repeat(320)),
+        format!("SELECT 1{}", "::int".repeat(490)),
+        format!("SELECT {}1", "+".repeat(980)),
     ] {
-        match run_on(256 << 10, sql) {
+        match run_on(stack, sql) {
             Ok(n) => assert_eq!(n, 1),
             Err(e) => assert!(matches!(e, Error::TooDeep { .. }), "{e}"),
         }
