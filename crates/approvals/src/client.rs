@@ -15,12 +15,26 @@ pub struct Client {
 
 impl Client {
     pub fn new(base_url: &str, token: &str) -> Result<Client> {
-        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
-        Ok(Client { http, base: base_url.trim_end_matches('/').to_owned(), token: token.to_owned() })
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
+        Ok(Client {
+            http,
+            base: base_url.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        })
     }
 
-    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<Value>) -> Result<T> {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<T> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -46,26 +60,48 @@ impl Client {
     }
 
     pub async fn get(&self, id: &str) -> Result<Request> {
-        self.call(Method::GET, &format!("/api/approvals/{id}"), None).await
+        self.call(Method::GET, &format!("/api/approvals/{id}"), None)
+            .await
     }
 
     pub async fn approve(&self, id: &str) -> Result<Request> {
-        self.call(Method::POST, &format!("/api/approvals/{id}/approve"), None).await
+        self.call(Method::POST, &format!("/api/approvals/{id}/approve"), None)
+            .await
     }
 
     pub async fn deny(&self, id: &str, reason: &str) -> Result<Request> {
-        self.call(Method::POST, &format!("/api/approvals/{id}/deny"), Some(json!({ "reason": reason }))).await
+        self.call(
+            Method::POST,
+            &format!("/api/approvals/{id}/deny"),
+            Some(json!({ "reason": reason })),
+        )
+        .await
     }
 
     pub async fn grant(&self, new: &NewGrant) -> Result<Grant> {
-        self.call(Method::POST, "/api/grants", Some(serde_json::to_value(new)?)).await
+        self.call(
+            Method::POST,
+            "/api/grants",
+            Some(serde_json::to_value(new)?),
+        )
+        .await
     }
 
     pub async fn grants(&self, all: bool) -> Result<Vec<Grant>> {
-        self.call(Method::GET, if all { "/api/grants?all=true" } else { "/api/grants" }, None).await
+        self.call(
+            Method::GET,
+            if all {
+                "/api/grants?all=true"
+            } else {
+                "/api/grants"
+            },
+            None,
+        )
+        .await
     }
 
     pub async fn revoke_grant(&self, id: &str) -> Result<Grant> {
-        self.call(Method::DELETE, &format!("/api/grants/{id}"), None).await
+        self.call(Method::DELETE, &format!("/api/grants/{id}"), None)
+            .await
     }
 }

@@ -85,21 +85,34 @@ impl Config {
             return Ok(url.clone());
         }
         if let Some(var) = &self.postgres_url_env {
-            return std::env::var(var).map_err(|_| Error::Config(format!("environment variable {var} is not set")));
+            return std::env::var(var)
+                .map_err(|_| Error::Config(format!("environment variable {var} is not set")));
         }
-        Err(Error::Config("store = \"postgres\" needs postgres_url or postgres_url_env".into()))
+        Err(Error::Config(
+            "store = \"postgres\" needs postgres_url or postgres_url_env".into(),
+        ))
     }
 
     pub fn validate(&self) -> Result<()> {
         if self.hold_timeout_secs == 0 || self.retry_ttl_secs == 0 {
-            return Err(Error::Config("hold_timeout_secs and retry_ttl_secs must be positive".into()));
+            return Err(Error::Config(
+                "hold_timeout_secs and retry_ttl_secs must be positive".into(),
+            ));
         }
-        if self.store == StoreKind::Postgres && self.postgres_url.is_none() && self.postgres_url_env.is_none() {
-            return Err(Error::Config("store = \"postgres\" needs postgres_url or postgres_url_env".into()));
+        if self.store == StoreKind::Postgres
+            && self.postgres_url.is_none()
+            && self.postgres_url_env.is_none()
+        {
+            return Err(Error::Config(
+                "store = \"postgres\" needs postgres_url or postgres_url_env".into(),
+            ));
         }
         for w in &self.webhooks {
             if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-                return Err(Error::Config(format!("webhook url {:?} is not http(s)", w.url)));
+                return Err(Error::Config(format!(
+                    "webhook url {:?} is not http(s)",
+                    w.url
+                )));
             }
         }
         Ok(())

@@ -9,7 +9,11 @@ pub enum Error {
     #[error("grant {0} not found")]
     GrantNotFound(String),
     #[error("approval request {id} is {state}; cannot {action}")]
-    IllegalTransition { id: String, state: State, action: &'static str },
+    IllegalTransition {
+        id: String,
+        state: State,
+        action: &'static str,
+    },
     #[error("operator {0} may not decide on a request made under the same name")]
     SelfApproval(String),
     #[error("operator {operator} has already approved {id}")]

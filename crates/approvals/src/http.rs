@@ -32,7 +32,10 @@ pub fn router(approvals: Arc<Approvals>, operators: OperatorTokens) -> Router {
         .route("/api/approvals/{id}/deny", post(deny))
         .route("/api/grants", get(grants).post(create_grant))
         .route("/api/grants/{id}", delete(revoke_grant))
-        .with_state(AppState { approvals, operators: Arc::new(operators) })
+        .with_state(AppState {
+            approvals,
+            operators: Arc::new(operators),
+        })
 }
 
 pub struct ApiError(StatusCode, String);
@@ -70,14 +73,22 @@ struct Operator(String);
 impl FromRequestParts<AppState> for Operator {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
-            .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "missing operator bearer token".into()))?;
+            .ok_or_else(|| {
+                ApiError(
+                    StatusCode::UNAUTHORIZED,
+                    "missing operator bearer token".into(),
+                )
+            })?;
         state
             .operators
             .authenticate(token)
@@ -99,21 +110,35 @@ async fn list(
     State(s): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<Request>>, ApiError> {
-    let state = match q.state.as_deref() {
-        None | Some("") | Some("all") => None,
-        Some(text) => Some(
-            ReqState::parse(text).ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("unknown state {text:?}")))?,
-        ),
+    let state =
+        match q.state.as_deref() {
+            None | Some("") | Some("all") => None,
+            Some(text) => Some(ReqState::parse(text).ok_or_else(|| {
+                ApiError(StatusCode::BAD_REQUEST, format!("unknown state {text:?}"))
+            })?),
+        };
+    let filter = Filter {
+        state,
+        agent: q.agent,
+        target: q.target,
+        limit: q.limit,
     };
-    let filter = Filter { state, agent: q.agent, target: q.target, limit: q.limit };
     Ok(Json(s.approvals.list(filter).await?))
 }
 
-async fn show(_op: Operator, State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Request>, ApiError> {
+async fn show(
+    _op: Operator,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Request>, ApiError> {
     Ok(Json(s.approvals.get(&id).await?))
 }
 
-async fn approve(op: Operator, State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Request>, ApiError> {
+async fn approve(
+    op: Operator,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Request>, ApiError> {
     Ok(Json(s.approvals.approve(&id, &op.0).await?))
 }
 
@@ -151,9 +176,16 @@ async fn create_grant(
     State(s): State<AppState>,
     Json(new): Json<NewGrant>,
 ) -> Result<(StatusCode, Json<Grant>), ApiError> {
-    Ok((StatusCode::CREATED, Json(s.approvals.grant(new, &op.0).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(s.approvals.grant(new, &op.0).await?),
+    ))
 }
 
-async fn revoke_grant(op: Operator, State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Grant>, ApiError> {
+async fn revoke_grant(
+    op: Operator,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Grant>, ApiError> {
     Ok(Json(s.approvals.revoke_grant(&id, &op.0).await?))
 }

@@ -236,7 +236,9 @@ impl ApprovalEvent {
 /// `prefix` followed by 10 lowercase base32 characters (50 random bits).
 pub fn new_id(prefix: &str) -> String {
     let bytes: [u8; 7] = rand::random();
-    let mut s = data_encoding::BASE32_NOPAD.encode(&bytes).to_ascii_lowercase();
+    let mut s = data_encoding::BASE32_NOPAD
+        .encode(&bytes)
+        .to_ascii_lowercase();
     s.truncate(10);
     format!("{prefix}{s}")
 }
@@ -254,7 +256,12 @@ pub fn fingerprint(agent: &str, target: &str, statement: &str) -> String {
 
 impl Request {
     /// A fresh pending request; `ttl` is the time allowed for a decision.
-    pub fn new(new: NewRequest, now: DateTime<Utc>, ttl: Duration, default_uses: u32) -> Result<(Request, ApprovalEvent)> {
+    pub fn new(
+        new: NewRequest,
+        now: DateTime<Utc>,
+        ttl: Duration,
+        default_uses: u32,
+    ) -> Result<(Request, ApprovalEvent)> {
         if new.agent.is_empty() || new.target.is_empty() || new.rule.is_empty() {
             return Err(Error::Invalid("agent, target and rule must be set".into()));
         }
@@ -311,7 +318,11 @@ impl Request {
     }
 
     fn refuse(&self, now: DateTime<Utc>, action: &'static str) -> Error {
-        Error::IllegalTransition { id: self.id.clone(), state: self.effective_state(now), action }
+        Error::IllegalTransition {
+            id: self.id.clone(),
+            state: self.effective_state(now),
+            action,
+        }
     }
 
     fn check_operator(&self, operator: &str) -> Result<()> {
@@ -326,15 +337,26 @@ impl Request {
 
     /// Records one operator's approval; the request is approved once `min_approvals` distinct
     /// operators agreed, and from then on lives for `grant_ttl`.
-    pub fn approve(&mut self, operator: &str, now: DateTime<Utc>, grant_ttl: Duration) -> Result<ApprovalEvent> {
+    pub fn approve(
+        &mut self,
+        operator: &str,
+        now: DateTime<Utc>,
+        grant_ttl: Duration,
+    ) -> Result<ApprovalEvent> {
         if self.state != State::Pending || self.is_due(now) {
             return Err(self.refuse(now, "approve"));
         }
         self.check_operator(operator)?;
         if self.approvals.iter().any(|a| a.operator == operator) {
-            return Err(Error::AlreadyApproved { id: self.id.clone(), operator: operator.to_owned() });
+            return Err(Error::AlreadyApproved {
+                id: self.id.clone(),
+                operator: operator.to_owned(),
+            });
         }
-        self.approvals.push(Approval { operator: operator.to_owned(), at: now });
+        self.approvals.push(Approval {
+            operator: operator.to_owned(),
+            at: now,
+        });
         let count = u32::try_from(self.approvals.len()).unwrap_or(u32::MAX);
         if count >= self.min_approvals {
             self.state = State::Approved;
@@ -353,7 +375,12 @@ impl Request {
 
     /// Refuses the request. Also allowed on an approved retry-mode request with uses left, which
     /// withdraws the remaining uses; a held statement that was approved is already running.
-    pub fn deny(&mut self, operator: &str, reason: &str, now: DateTime<Utc>) -> Result<ApprovalEvent> {
+    pub fn deny(
+        &mut self,
+        operator: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ApprovalEvent> {
         let open = match self.state {
             State::Pending => true,
             State::Approved => self.mode == Mode::Retry,
@@ -369,8 +396,17 @@ impl Request {
         }
         self.state = State::Denied;
         self.decided_at = Some(now);
-        self.denial = Some(Denial { operator: operator.to_owned(), reason: reason.to_owned(), at: now });
-        Ok(ApprovalEvent::Denied { id: self.id.clone(), operator: operator.to_owned(), reason: reason.to_owned(), at: now })
+        self.denial = Some(Denial {
+            operator: operator.to_owned(),
+            reason: reason.to_owned(),
+            at: now,
+        });
+        Ok(ApprovalEvent::Denied {
+            id: self.id.clone(),
+            operator: operator.to_owned(),
+            reason: reason.to_owned(),
+            at: now,
+        })
     }
 
     /// Uses one run of an approved request; the last use moves it to `consumed`.
@@ -383,7 +419,11 @@ impl Request {
             self.state = State::Consumed;
             self.decided_at = Some(now);
         }
-        Ok(ApprovalEvent::Consumed { id: self.id.clone(), uses_left: self.uses_left, at: now })
+        Ok(ApprovalEvent::Consumed {
+            id: self.id.clone(),
+            uses_left: self.uses_left,
+            at: now,
+        })
     }
 
     /// Ends a live request: its deadline passed, or the gateway gave up on it (client gone,
@@ -394,7 +434,11 @@ impl Request {
         }
         self.state = State::Expired;
         self.decided_at = Some(now);
-        Ok(ApprovalEvent::Expired { id: self.id.clone(), reason: reason.to_owned(), at: now })
+        Ok(ApprovalEvent::Expired {
+            id: self.id.clone(),
+            reason: reason.to_owned(),
+            at: now,
+        })
     }
 }
 
@@ -409,7 +453,12 @@ pub struct NewGrant {
 }
 
 impl Grant {
-    pub fn new(new: NewGrant, operator: &str, now: DateTime<Utc>, max_minutes: u32) -> Result<(Grant, ApprovalEvent)> {
+    pub fn new(
+        new: NewGrant,
+        operator: &str,
+        now: DateTime<Utc>,
+        max_minutes: u32,
+    ) -> Result<(Grant, ApprovalEvent)> {
         if operator == new.agent {
             return Err(Error::SelfApproval(operator.to_owned()));
         }
@@ -420,7 +469,9 @@ impl Grant {
             return Err(Error::Invalid("name one or more rules".into()));
         }
         if new.minutes == 0 || new.minutes > max_minutes {
-            return Err(Error::Invalid(format!("minutes must be between 1 and {max_minutes}")));
+            return Err(Error::Invalid(format!(
+                "minutes must be between 1 and {max_minutes}"
+            )));
         }
         let reason = new.reason.trim();
         if reason.is_empty() {
@@ -460,9 +511,19 @@ impl Grant {
 
     pub fn revoke(&mut self, operator: &str, now: DateTime<Utc>) -> Result<ApprovalEvent> {
         if self.revoked.is_some() || now >= self.until {
-            return Err(Error::Invalid(format!("grant {} is no longer active", self.id)));
+            return Err(Error::Invalid(format!(
+                "grant {} is no longer active",
+                self.id
+            )));
         }
-        self.revoked = Some(Revocation { operator: operator.to_owned(), at: now });
-        Ok(ApprovalEvent::GrantRevoked { id: self.id.clone(), operator: operator.to_owned(), at: now })
+        self.revoked = Some(Revocation {
+            operator: operator.to_owned(),
+            at: now,
+        });
+        Ok(ApprovalEvent::GrantRevoked {
+            id: self.id.clone(),
+            operator: operator.to_owned(),
+            at: now,
+        })
     }
 }

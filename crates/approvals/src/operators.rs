@@ -40,9 +40,15 @@ impl OperatorTokens {
             let raw = hex::decode(op.token_sha256.trim())
                 .ok()
                 .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .ok_or_else(|| Error::Config(format!("operators.{name}.token_sha256 is not 64 hex digits")))?;
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "operators.{name}.token_sha256 is not 64 hex digits"
+                    ))
+                })?;
             if let Some(other) = by_hash.insert(raw, name.clone()) {
-                return Err(Error::Config(format!("operators {other} and {name} share a token")));
+                return Err(Error::Config(format!(
+                    "operators {other} and {name} share a token"
+                )));
             }
         }
         Ok(OperatorTokens { by_hash })
@@ -52,7 +58,14 @@ impl OperatorTokens {
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self> {
         let operators: Operators = pairs
             .into_iter()
-            .map(|(n, h)| (n.to_owned(), crate::config::Operator { token_sha256: h.to_owned() }))
+            .map(|(n, h)| {
+                (
+                    n.to_owned(),
+                    crate::config::Operator {
+                        token_sha256: h.to_owned(),
+                    },
+                )
+            })
             .collect();
         Self::from_config(&operators)
     }

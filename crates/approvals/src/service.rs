@@ -21,8 +21,13 @@ pub type EventSink = Arc<dyn Fn(&ApprovalEvent) + Send + Sync>;
 /// How a held statement's wait ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Approved { by: Vec<String> },
-    Denied { reason: String, by: String },
+    Approved {
+        by: Vec<String>,
+    },
+    Denied {
+        reason: String,
+        by: String,
+    },
     /// Nobody decided in time, or the request was abandoned.
     Expired,
 }
@@ -36,8 +41,27 @@ struct Timing {
     poll: Duration,
 }
 
+/// Owns the store. The PostgreSQL client's destructor blocks on its own runtime, which panics on
+/// an async worker, so a store dropped inside a runtime is dropped on a plain thread.
+struct OwnedStore(Option<Box<dyn Store>>);
+
+impl Drop for OwnedStore {
+    fn drop(&mut self) {
+        if let Some(store) = self.0.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                if let Err(e) = std::thread::Builder::new()
+                    .name("approvals-close".into())
+                    .spawn(move || drop(store))
+                {
+                    tracing::warn!(error = %e, "could not close the approval store off the runtime");
+                }
+            }
+        }
+    }
+}
+
 pub struct Approvals {
-    store: Arc<Mutex<Box<dyn Store>>>,
+    store: Arc<Mutex<OwnedStore>>,
     clock: Arc<dyn Clock>,
     timing: Timing,
     /// Bumped after every change made through this process; waiters re-read on change.
@@ -65,11 +89,16 @@ impl Approvals {
     }
 
     /// A service over an already-open store; no webhooks unless `with_notifier` is used.
+    /// Blocking (it loads the grants), like `open`.
     pub fn from_store(mut store: Box<dyn Store>, config: &Config) -> Result<Approvals> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let grants = store.list_grants(None)?.into_iter().filter(|g| g.revoked.is_none()).collect();
+        let grants = store
+            .list_grants(None)?
+            .into_iter()
+            .filter(|g| g.revoked.is_none())
+            .collect();
         Ok(Approvals {
-            store: Arc::new(Mutex::new(store)),
+            store: Arc::new(Mutex::new(OwnedStore(Some(store)))),
             clock,
             timing: Timing {
                 hold_timeout: secs(config.hold_timeout_secs),
@@ -141,7 +170,10 @@ impl Approvals {
         // async workers.
         tokio::task::spawn_blocking(move || {
             let mut guard = store.lock();
-            f(guard.as_mut())
+            match guard.0.as_deref_mut() {
+                Some(s) => f(s),
+                None => Err(Error::Store("store is closed".into())),
+            }
         })
         .await
         .map_err(|e| Error::Store(format!("store task failed: {e}")))?
@@ -162,7 +194,9 @@ impl Approvals {
     ) -> Result<Request> {
         let id = id.to_owned();
         let mut change = change;
-        let (request, event) = self.run_store(move |s| s.update_request(&id, &mut change)).await?;
+        let (request, event) = self
+            .run_store(move |s| s.update_request(&id, &mut change))
+            .await?;
         self.emit(&event);
         Ok(request)
     }
@@ -217,10 +251,15 @@ impl Approvals {
                 .ok_or_else(|| Error::NotFound(id.to_owned()))?;
             match request.state {
                 State::Approved | State::Consumed => {
-                    return Ok(Outcome::Approved { by: request.approvals.into_iter().map(|a| a.operator).collect() })
+                    return Ok(Outcome::Approved {
+                        by: request.approvals.into_iter().map(|a| a.operator).collect(),
+                    })
                 }
                 State::Denied => {
-                    let (by, reason) = request.denial.map(|d| (d.operator, d.reason)).unwrap_or_default();
+                    let (by, reason) = request
+                        .denial
+                        .map(|d| (d.operator, d.reason))
+                        .unwrap_or_default();
                     return Ok(Outcome::Denied { reason, by });
                 }
                 State::Expired => return Ok(Outcome::Expired),
@@ -270,9 +309,15 @@ impl Approvals {
 
     /// Retry mode: when an approved, unexpired request with uses left matches this statement,
     /// uses one run of it (atomically, also across gateways sharing the store) and returns it.
-    pub async fn try_consume(&self, agent: &str, target: &str, statement: &str) -> Result<Option<Request>> {
+    pub async fn try_consume(
+        &self,
+        agent: &str,
+        target: &str,
+        statement: &str,
+    ) -> Result<Option<Request>> {
         let fp = fingerprint(agent, target, statement);
-        let (agent, target, statement) = (agent.to_owned(), target.to_owned(), statement.to_owned());
+        let (agent, target, statement) =
+            (agent.to_owned(), target.to_owned(), statement.to_owned());
         let now = self.now();
         let consumed = self
             .run_store(move |s| {
@@ -286,7 +331,11 @@ impl Approvals {
                     match s.update_request(&id, &mut change) {
                         Ok(done) => return Ok(Some(done)),
                         // Used up, expired or revoked since the lookup: try the next one.
-                        Err(Error::IllegalTransition { .. } | Error::Invalid(_) | Error::NotFound(_)) => continue,
+                        Err(
+                            Error::IllegalTransition { .. }
+                            | Error::Invalid(_)
+                            | Error::NotFound(_),
+                        ) => continue,
                         Err(e) => return Err(e),
                     }
                 }
@@ -318,7 +367,10 @@ impl Approvals {
         let now = self.now();
         let grants = self
             .run_store(move |s| {
-                Ok(s.list_grants(None)?.into_iter().filter(|g| g.revoked.is_none() && g.until > now).collect::<Vec<_>>())
+                Ok(s.list_grants(None)?
+                    .into_iter()
+                    .filter(|g| g.revoked.is_none() && g.until > now)
+                    .collect::<Vec<_>>())
             })
             .await?;
         *self.grants.write() = grants;
@@ -334,7 +386,11 @@ impl Approvals {
                 for id in s.due(now)? {
                     match s.update_request(&id, &mut |r| {
                         if !r.is_due(now) {
-                            return Err(Error::IllegalTransition { id: r.id.clone(), state: r.state, action: "expire" });
+                            return Err(Error::IllegalTransition {
+                                id: r.id.clone(),
+                                state: r.state,
+                                action: "expire",
+                            });
                         }
                         r.expire("deadline passed", now)
                     }) {
@@ -369,22 +425,32 @@ impl Approvals {
     pub async fn deny(&self, id: &str, operator: &str, reason: &str) -> Result<Request> {
         let now = self.now();
         let (operator, reason) = (operator.to_owned(), reason.to_owned());
-        self.update(id, move |r| r.deny(&operator, &reason, now)).await
+        self.update(id, move |r| r.deny(&operator, &reason, now))
+            .await
     }
 
     /// The request, with a passed deadline recorded as expiry first.
     pub async fn get(&self, id: &str) -> Result<Request> {
         let key = id.to_owned();
-        let request = self.run_store(move |s| s.get_request(&key)).await?.ok_or_else(|| Error::NotFound(id.to_owned()))?;
+        let request = self
+            .run_store(move |s| s.get_request(&key))
+            .await?
+            .ok_or_else(|| Error::NotFound(id.to_owned()))?;
         let now = self.now();
         if request.is_due(now) {
-            match self.update(id, move |r| r.expire("deadline passed", now)).await {
+            match self
+                .update(id, move |r| r.expire("deadline passed", now))
+                .await
+            {
                 Ok(r) => return Ok(r),
                 Err(Error::IllegalTransition { .. }) => {}
                 Err(e) => return Err(e),
             }
             let key = id.to_owned();
-            return self.run_store(move |s| s.get_request(&key)).await?.ok_or_else(|| Error::NotFound(id.to_owned()));
+            return self
+                .run_store(move |s| s.get_request(&key))
+                .await?
+                .ok_or_else(|| Error::NotFound(id.to_owned()));
         }
         Ok(request)
     }
@@ -406,7 +472,9 @@ impl Approvals {
     pub async fn revoke_grant(&self, id: &str, operator: &str) -> Result<Grant> {
         let now = self.now();
         let (key, operator) = (id.to_owned(), operator.to_owned());
-        let (grant, event) = self.run_store(move |s| s.update_grant(&key, &mut |g| g.revoke(&operator, now))).await?;
+        let (grant, event) = self
+            .run_store(move |s| s.update_grant(&key, &mut |g| g.revoke(&operator, now)))
+            .await?;
         self.grants.write().retain(|g| g.id != grant.id);
         self.emit(&event);
         Ok(grant)
@@ -415,6 +483,7 @@ impl Approvals {
     /// Grants active now, or all grants ever made when `all`.
     pub async fn grants(&self, all: bool) -> Result<Vec<Grant>> {
         let now = self.now();
-        self.run_store(move |s| s.list_grants(if all { None } else { Some(now) })).await
+        self.run_store(move |s| s.list_grants(if all { None } else { Some(now) }))
+            .await
     }
 }

@@ -30,9 +30,17 @@ impl Notifier {
         )?))
     }
 
-    pub fn new(hooks: Vec<Webhook>, public_url: Option<String>, timeout: Duration) -> Result<Notifier> {
+    pub fn new(
+        hooks: Vec<Webhook>,
+        public_url: Option<String>,
+        timeout: Duration,
+    ) -> Result<Notifier> {
         let client = reqwest::Client::builder().timeout(timeout).build()?;
-        Ok(Notifier { client, hooks, public_url })
+        Ok(Notifier {
+            client,
+            hooks,
+            public_url,
+        })
     }
 
     /// Sends the request to every hook on spawned tasks; failures are logged, never returned,
@@ -53,7 +61,9 @@ impl Notifier {
                     Ok(resp) => {
                         tracing::warn!(id = %id, url = %url, status = %resp.status(), "approval webhook refused");
                     }
-                    Err(e) => tracing::warn!(id = %id, url = %url, error = %e, "approval webhook failed"),
+                    Err(e) => {
+                        tracing::warn!(id = %id, url = %url, error = %e, "approval webhook failed")
+                    }
                 }
             });
         }
@@ -81,7 +91,9 @@ pub fn json_payload(request: &Request, public_url: Option<&str>) -> Value {
 
 /// Chat markup treats these three characters specially.
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn clip(text: &str, max: usize) -> String {

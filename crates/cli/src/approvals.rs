@@ -13,7 +13,12 @@ pub struct ApprovalsArgs {
     #[arg(long, env = "DRAWBRIDGE_URL", global = true)]
     pub url: Option<String>,
     /// Operator bearer token (from `drawbridge operator new`).
-    #[arg(long, env = "DRAWBRIDGE_OPERATOR_TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "DRAWBRIDGE_OPERATOR_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
     pub token: Option<String>,
     #[command(subcommand)]
     pub command: ApprovalsCommand,
@@ -61,13 +66,19 @@ pub enum ApprovalsCommand {
 
 /// Runs a command with `--url`/`DRAWBRIDGE_URL` and `--token`/`DRAWBRIDGE_OPERATOR_TOKEN`.
 pub fn run_args(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
-    let url = args.url.context("give the gateway's HTTP address with --url or DRAWBRIDGE_URL")?;
-    let token = args.token.context("give an operator token with --token or DRAWBRIDGE_OPERATOR_TOKEN")?;
+    let url = args
+        .url
+        .context("give the gateway's HTTP address with --url or DRAWBRIDGE_URL")?;
+    let token = args
+        .token
+        .context("give an operator token with --token or DRAWBRIDGE_OPERATOR_TOKEN")?;
     run(args.command, &url, &token)
 }
 
 pub fn run(cmd: ApprovalsCommand, url: &str, token: &str) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(execute(cmd, url, token))
 }
 
@@ -92,15 +103,34 @@ async fn execute(cmd: ApprovalsCommand, url: &str, token: &str) -> anyhow::Resul
             if r.state == approvals::State::Approved {
                 println!("{} approved", r.id);
             } else {
-                println!("{}: approval recorded ({} of {} needed)", r.id, r.approvals.len(), r.min_approvals);
+                println!(
+                    "{}: approval recorded ({} of {} needed)",
+                    r.id,
+                    r.approvals.len(),
+                    r.min_approvals
+                );
             }
         }
         ApprovalsCommand::Deny { id, reason } => {
             let r = client.deny(&id, &reason).await?;
             println!("{} denied", r.id);
         }
-        ApprovalsCommand::Grant { agent, target, rules, minutes, reason } => {
-            let g = client.grant(&NewGrant { agent, target, rules, minutes, reason }).await?;
+        ApprovalsCommand::Grant {
+            agent,
+            target,
+            rules,
+            minutes,
+            reason,
+        } => {
+            let g = client
+                .grant(&NewGrant {
+                    agent,
+                    target,
+                    rules,
+                    minutes,
+                    reason,
+                })
+                .await?;
             println!("{}", grant_line(&g));
         }
         ApprovalsCommand::Grants { all } => {
@@ -140,7 +170,11 @@ fn summary(r: &Request) -> String {
 }
 
 fn grant_line(g: &Grant) -> String {
-    let status = if g.revoked.is_some() { " (revoked)" } else { "" };
+    let status = if g.revoked.is_some() {
+        " (revoked)"
+    } else {
+        ""
+    };
     format!(
         "{}  {}@{}  rules={}  until={}  by={}{}  reason: {}",
         g.id,

@@ -94,7 +94,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[policy]\npack = \"production\"\nwith = {{ max_rows = {DEMO_MAX_ROWS} }}\n\n\
              [targets.app]\nhost = \"{host}\"\nport = {pgport}\ndatabase = \"app\"\nuser = \"app_owner\"\npassword_file = \"{pw}\"\ntls = \"disable\"\n\n\
-             [agents.agent]\nverifier = \"{verifier}\"\ngroups = [\"agents\"]\n",
+             [agents.agent]\nverifier = \"{verifier}\"\ngroups = [\"agents\"]\n\n\
+             [audit]\nsqlite_path = \"audit.db\"\ncheckpoint_every = 50\n",
             port = args.port,
             host = pg.host(),
             pgport = pg.port(),
@@ -109,6 +110,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let outcome = rt.block_on(async {
         let gw = gateway::Gateway::bind(config).await?;
         let shared = gw.shared.clone();
+        let shared_for_audit = gw.shared.clone();
         tokio::spawn(async move {
             if let Err(e) = gw.run().await {
                 eprintln!("drawbridge: {e}");
@@ -125,7 +127,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             std::fs::write(&tmp, env)?;
             std::fs::rename(&tmp, path)?;
         }
-        let ok = if args.no_script { true } else { script(&style, &gateway_url, &direct_url).await? };
+        let ok = if args.no_script {
+            true
+        } else {
+            let played = script(&style, &gateway_url, &direct_url).await?;
+            played & evidence(&style, &shared_for_audit, &dir)?
+        };
         println!("\n{}", style.paint("1", "The gateway is running."));
         println!("  connect as the agent:  psql '{gateway_url}'");
         println!("  config:                {}", config_path.display());
@@ -140,6 +147,43 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     })?;
     drop(pg);
     Ok(if outcome { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Step 6: the session as the audit log tells it, and proof the log is intact.
+fn evidence(style: &Style, shared: &gateway::Shared, dir: &std::path::Path) -> anyhow::Result<bool> {
+    style.step(6, "The evidence: the session replayed from the tamper-evident audit log");
+    let (Some(log), Some(cfg)) = (&shared.audit, &shared.config.audit) else {
+        style.note("audit is not configured");
+        return Ok(true);
+    };
+    // The agent's connection closed a moment ago; let its last records reach the store.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    log.flush(std::time::Duration::from_secs(10))?;
+    let mut reader = audit::tools::Reader::open(cfg, dir)?;
+    let mut last_session = None;
+    let filter = audit::tools::Filter { agent: Some("agent".into()), ..Default::default() };
+    reader.search(&filter, &mut |r| {
+        if r.kind == "session_opened" {
+            last_session = r.session.clone();
+        }
+        Ok(())
+    })?;
+    let Some(session) = last_session else {
+        style.failed("no session of the agent in the audit log");
+        return Ok(false);
+    };
+    let records = reader.session(&session)?;
+    for line in audit::replay::timeline(&records).lines() {
+        println!("  {}", style.paint("2", line));
+    }
+    let report = reader.verify()?;
+    if report.ok() {
+        println!("  {} {}", style.paint("32", "✔ audit verify:"), report.to_string().lines().next().unwrap_or("ok"));
+    } else {
+        style.failed(&format!("audit verify: {report}"));
+    }
+    println!("  {}", style.paint("2", &format!("drawbridge audit replay {session} --config {}", dir.join("drawbridge.toml").display())));
+    Ok(report.ok())
 }
 
 async fn wait_for_stop() -> anyhow::Result<()> {

@@ -21,6 +21,9 @@ pub struct Config {
     /// Present: every session, statement and decision is recorded.
     #[serde(default)]
     pub audit: Option<audit::Config>,
+    /// Present: `/metrics` and `/healthz` are served on this listener.
+    #[serde(default)]
+    pub http: Option<Http>,
     /// Directory the config was read from; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -108,6 +111,12 @@ pub enum UpstreamTls {
     Prefer,
     Require,
     VerifyFull,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    pub listen: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -8,6 +8,7 @@ mod cancel;
 mod catalog;
 mod conn;
 mod limiter;
+mod ops;
 mod server;
 mod session;
 mod startup;

@@ -26,6 +26,7 @@ pub struct Shared {
     pub(crate) decoy_secret: [u8; 32],
     pub(crate) decisions: quick_cache::sync::Cache<DecisionKey, Arc<Judged>>,
     pub audit: Option<Arc<audit::AuditLog>>,
+    pub(crate) metrics: crate::ops::Metrics,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -74,6 +75,7 @@ pub fn server_policy(cfg: &Config) -> Result<policy::Policy, Error> {
 pub struct Gateway {
     pub shared: Arc<Shared>,
     listener: TcpListener,
+    http: Option<TcpListener>,
 }
 
 impl Gateway {
@@ -92,6 +94,12 @@ impl Gateway {
         let listener = TcpListener::bind(&config.server.listen)
             .await
             .map_err(|e| Error::Config(format!("listen {}: {e}", config.server.listen)))?;
+        let http = match &config.http {
+            Some(h) => Some(
+                TcpListener::bind(&h.listen).await.map_err(|e| Error::Config(format!("http listen {}: {e}", h.listen)))?,
+            ),
+            None => None,
+        };
         let limits = sql::Limits { max_bytes: config.server.max_statement_bytes, ..Default::default() };
         let shared = Shared {
             limiter: AuthLimiter::new(config.server.auth_failures_per_minute),
@@ -103,9 +111,10 @@ impl Gateway {
             decoy_secret: rand::random(),
             decisions: quick_cache::sync::Cache::new(10_000),
             audit,
+            metrics: Default::default(),
             config,
         };
-        Ok(Gateway { shared: Arc::new(shared), listener })
+        Ok(Gateway { shared: Arc::new(shared), listener, http })
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr, Error> {
@@ -115,6 +124,15 @@ impl Gateway {
     /// Accepts agents until the process ends. A failing session never stops the others.
     pub async fn run(self) -> Result<(), Error> {
         info!(listen = %self.local_addr()?, "drawbridge listening");
+        if let Some(http) = self.http {
+            info!(listen = %http.local_addr()?, "http endpoints listening");
+            let app = crate::ops::router(self.shared.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(http, app).await {
+                    warn!(error = %e, "http endpoints stopped");
+                }
+            });
+        }
         loop {
             let (tcp, peer) = match self.listener.accept().await {
                 Ok(x) => x,

@@ -70,6 +70,29 @@ pub struct Judged {
     pub analysis: Arc<Analysis>,
     pub decisions: Vec<Decision>,
     pub verdict: Verdict,
+    /// `/metrics` counters of this message's decisions, bumped at every use.
+    counters: Vec<Arc<AtomicU64>>,
+}
+
+impl Judged {
+    fn new(shared: &Shared, analysis: Arc<Analysis>, decisions: Vec<Decision>, verdict: Verdict) -> Arc<Judged> {
+        let mut counters: Vec<_> = decisions
+            .iter()
+            .map(|d| shared.metrics.statement_counter(d.effect.name(), d.rules.first().map_or("", |r| r.as_str())))
+            .collect();
+        if counters.is_empty() {
+            if let Verdict::Refuse(_) = verdict {
+                counters.push(shared.metrics.statement_counter("deny", "unjudgeable"));
+            }
+        }
+        Arc::new(Judged { analysis, decisions, verdict, counters })
+    }
+
+    fn count(&self) {
+        for c in &self.counters {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -92,8 +115,8 @@ fn refusal(code: &str, message: String, hint: Option<&str>) -> Verdict {
 
 /// What `Outbound` must do with the target's next responses.
 enum Expect {
-    /// Forward everything through the next ReadyForQuery.
-    Sync,
+    /// Forward everything through the next ReadyForQuery; sent at this time.
+    Sync(Instant),
     /// Drop everything through the next ReadyForQuery (the gateway's own statements).
     Swallow,
     /// Forward until the next ErrorResponse and send this one instead.
@@ -331,7 +354,7 @@ impl Inbound<'_> {
                 self.out.extend_from_slice(frame);
             }
             frontend::SYNC => {
-                self.send(Expect::Sync);
+                self.send(Expect::Sync(Instant::now()));
                 self.out.extend_from_slice(frame);
                 self.batch_executes = 0;
             }
@@ -374,7 +397,7 @@ impl Inbound<'_> {
                 for id in ids {
                     self.send(Expect::Track(id, now));
                 }
-                self.send(Expect::Sync);
+                self.send(Expect::Sync(Instant::now()));
                 self.out.extend_from_slice(frame);
             }
         }
@@ -453,7 +476,7 @@ impl Inbound<'_> {
     fn refuse_query(&mut self, verdict: Verdict) {
         if let Verdict::Refuse(r) = verdict {
             self.send(Expect::ReplaceError(r));
-            self.send(Expect::Sync);
+            self.send(Expect::Sync(Instant::now()));
             self.out.extend_from_slice(&Builder::query(POISON));
         }
     }
@@ -561,7 +584,7 @@ impl Inbound<'_> {
         let status = self.barrier().await;
         if status == b'E' {
             // The target refuses everything in a failed transaction anyway.
-            self.send(Expect::Sync);
+            self.send(Expect::Sync(Instant::now()));
             self.out.extend_from_slice(frame);
             return Ok(());
         }
@@ -644,11 +667,17 @@ impl Inbound<'_> {
 
     /// Analysis and decisions for one message's SQL text.
     fn judge(&self, raw: &[u8]) -> Arc<Judged> {
+        let judged = self.judge_uncounted(raw);
+        judged.count();
+        judged
+    }
+
+    fn judge_uncounted(&self, raw: &[u8]) -> Arc<Judged> {
         if !self.flags.encoding_safe.load(Ordering::Relaxed) {
-            return unjudgeable("drawbridge: this client_encoding is not supported; use UTF8");
+            return unjudgeable(self.shared, "drawbridge: this client_encoding is not supported; use UTF8");
         }
         if !self.flags.strings_standard.load(Ordering::Relaxed) {
-            return unjudgeable("drawbridge: standard_conforming_strings must be on; reconnect to reset it");
+            return unjudgeable(self.shared, "drawbridge: standard_conforming_strings must be on; reconnect to reset it");
         }
         let text = sql_text(raw);
         let policy = self.shared.policy.load();
@@ -658,7 +687,7 @@ impl Inbound<'_> {
         }
         let analysis = match self.shared.analyzer.analyze(&text) {
             Ok(a) => a,
-            Err(e) => return Arc::new(Judged { analysis: Arc::default(), decisions: vec![], verdict: analysis_refusal(&e) }),
+            Err(e) => return Judged::new(self.shared, Arc::default(), vec![], analysis_refusal(&e)),
         };
         let ctx = policy::Context {
             principal: self.principal,
@@ -707,7 +736,7 @@ impl Inbound<'_> {
             countable.push(counts);
         }
         let verdict = verdict_of(&decisions, &countable);
-        let judged = Arc::new(Judged { analysis, decisions, verdict });
+        let judged = Judged::new(self.shared, analysis, decisions, verdict);
         if cacheable {
             let key = DecisionKey {
                 policy_version: policy.version().into(),
@@ -807,8 +836,8 @@ fn refusal_message(frame: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-fn unjudgeable(message: &str) -> Arc<Judged> {
-    Arc::new(Judged { analysis: Arc::default(), decisions: vec![], verdict: refusal("42501", message.into(), None) })
+fn unjudgeable(shared: &Shared, message: &str) -> Arc<Judged> {
+    Judged::new(shared, Arc::default(), vec![], refusal("42501", message.into(), None))
 }
 
 fn analysis_refusal(e: &sql::Error) -> Verdict {
@@ -1070,7 +1099,7 @@ impl Outbound<'_> {
         }
 
         let action = match self.queue.front_mut() {
-            None | Some(Expect::Sync) => Action::Forward,
+            None | Some(Expect::Sync(_)) => Action::Forward,
             Some(Expect::Swallow) => Action::Drop,
             Some(Expect::ReplaceError(r)) if tag == backend::ERROR_RESPONSE => {
                 let r = r.clone();
@@ -1157,7 +1186,9 @@ impl Outbound<'_> {
             self.batch.completions += 1;
         }
         if tag == backend::READY_FOR_QUERY {
-            self.queue.pop_front();
+            if let Some(Expect::Sync(sent)) = self.queue.pop_front() {
+                self.shared.metrics.latency.observe(sent.elapsed());
+            }
             self.batch = Batch::default();
         }
         Ok(action)

@@ -103,6 +103,8 @@ pub async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketA
         return;
     }
     let principal = Principal { agent: hello.user.clone(), groups };
+    shared.metrics.sessions_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    shared.metrics.sessions_active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut stats = SessionStats::default();
     let client = Frames::with_buffer(frames.io, frames.buf, wire::MAX_MESSAGE_LEN);
     let result = session::run(
@@ -118,6 +120,7 @@ pub async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketA
     )
     .await;
     shared.cancels.remove(key);
+    shared.metrics.sessions_active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     let end = match &result {
         Ok(()) => "closed".to_string(),
         Err(e) => e.to_string(),
@@ -207,6 +210,7 @@ async fn handshake(shared: &Shared, frames: &mut Frames<BoxIo>, peer: SocketAddr
     }
     if !authenticate(shared, frames, &user).await? {
         shared.limiter.failed(peer.ip());
+        shared.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = shared.record(audit::Event::AuthFailed {
             agent: user.clone(),
             client: peer.to_string(),

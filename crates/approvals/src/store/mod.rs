@@ -37,17 +37,27 @@ pub trait Store: Send {
     fn get_request(&mut self, id: &str) -> Result<Option<Request>>;
     fn list_requests(&mut self, filter: &Filter) -> Result<Vec<Request>>;
     /// Ids of requests with this fingerprint, mode and stored state, oldest first.
-    fn find_by_fingerprint(&mut self, fingerprint: &str, mode: Mode, state: State) -> Result<Vec<String>>;
+    fn find_by_fingerprint(
+        &mut self,
+        fingerprint: &str,
+        mode: Mode,
+        state: State,
+    ) -> Result<Vec<String>>;
     /// Ids of pending or approved requests whose deadline is at or before `now`.
     fn due(&mut self, now: DateTime<Utc>) -> Result<Vec<String>>;
     /// Applies `change` atomically; nothing is written when it fails.
-    fn update_request(&mut self, id: &str, change: RequestChange<'_>) -> Result<(Request, ApprovalEvent)>;
+    fn update_request(
+        &mut self,
+        id: &str,
+        change: RequestChange<'_>,
+    ) -> Result<(Request, ApprovalEvent)>;
 
     fn insert_grant(&mut self, grant: &Grant) -> Result<()>;
     fn get_grant(&mut self, id: &str) -> Result<Option<Grant>>;
     /// All grants (newest first), or only those active at `active_at` (revoked ones excluded).
     fn list_grants(&mut self, active_at: Option<DateTime<Utc>>) -> Result<Vec<Grant>>;
-    fn update_grant(&mut self, id: &str, change: GrantChange<'_>) -> Result<(Grant, ApprovalEvent)>;
+    fn update_grant(&mut self, id: &str, change: GrantChange<'_>)
+        -> Result<(Grant, ApprovalEvent)>;
 }
 
 /// Opens the configured store, creating its tables on first start. Blocking: keep it off async

@@ -59,7 +59,10 @@ impl PostgresStore {
     /// Connects and creates the tables on first use. Must not be called on an async worker
     /// thread: the sync client runs its own runtime.
     pub fn connect(url: &str) -> Result<PostgresStore> {
-        Ok(PostgresStore { url: url.to_owned(), client: connect(url)? })
+        Ok(PostgresStore {
+            url: url.to_owned(),
+            client: connect(url)?,
+        })
     }
 
     /// Replaces a broken connection (after the server restarted, say).
@@ -108,7 +111,15 @@ fn write_grant(c: &mut impl GenericClient, g: &Grant, insert: bool) -> Result<()
                 "INSERT INTO {GRANTS} (id, agent, target, from_ms, until_ms, revoked, body)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)"
             ),
-            &[&g.id, &g.agent, &g.target, &millis(g.from), &millis(g.until), &g.revoked.is_some(), &body],
+            &[
+                &g.id,
+                &g.agent,
+                &g.target,
+                &millis(g.from),
+                &millis(g.until),
+                &g.revoked.is_some(),
+                &body,
+            ],
         )?;
     } else {
         c.execute(
@@ -130,8 +141,15 @@ fn bodies<T: serde::de::DeserializeOwned>(
         .collect()
 }
 
-fn ids(c: &mut impl GenericClient, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<String>> {
-    c.query(sql, params)?.iter().map(|row| Ok(row.try_get(0)?)).collect()
+fn ids(
+    c: &mut impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<String>> {
+    c.query(sql, params)?
+        .iter()
+        .map(|row| Ok(row.try_get(0)?))
+        .collect()
 }
 
 impl Store for PostgresStore {
@@ -142,17 +160,32 @@ impl Store for PostgresStore {
 
     fn get_request(&mut self, id: &str) -> Result<Option<Request>> {
         self.ensure_connected()?;
-        Ok(bodies(&mut self.client, &format!("SELECT body FROM {REQUESTS} WHERE id = $1"), &[&id])?.pop())
+        Ok(bodies(
+            &mut self.client,
+            &format!("SELECT body FROM {REQUESTS} WHERE id = $1"),
+            &[&id],
+        )?
+        .pop())
     }
 
     fn list_requests(&mut self, filter: &Filter) -> Result<Vec<Request>> {
         self.ensure_connected()?;
         let (tail, params) = filter_sql(filter, '$');
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        bodies(&mut self.client, &format!("SELECT body FROM {REQUESTS}{tail}"), &refs)
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        bodies(
+            &mut self.client,
+            &format!("SELECT body FROM {REQUESTS}{tail}"),
+            &refs,
+        )
     }
 
-    fn find_by_fingerprint(&mut self, fingerprint: &str, mode: Mode, state: State) -> Result<Vec<String>> {
+    fn find_by_fingerprint(
+        &mut self,
+        fingerprint: &str,
+        mode: Mode,
+        state: State,
+    ) -> Result<Vec<String>> {
         self.ensure_connected()?;
         ids(
             &mut self.client,
@@ -172,11 +205,18 @@ impl Store for PostgresStore {
         )
     }
 
-    fn update_request(&mut self, id: &str, change: RequestChange<'_>) -> Result<(Request, ApprovalEvent)> {
+    fn update_request(
+        &mut self,
+        id: &str,
+        change: RequestChange<'_>,
+    ) -> Result<(Request, ApprovalEvent)> {
         self.ensure_connected()?;
         let mut tx = self.client.transaction()?;
-        let mut found: Vec<Request> =
-            bodies(&mut tx, &format!("SELECT body FROM {REQUESTS} WHERE id = $1 FOR UPDATE"), &[&id])?;
+        let mut found: Vec<Request> = bodies(
+            &mut tx,
+            &format!("SELECT body FROM {REQUESTS} WHERE id = $1 FOR UPDATE"),
+            &[&id],
+        )?;
         let Some(mut request) = found.pop() else {
             return Err(Error::NotFound(id.to_owned()));
         };
@@ -193,7 +233,12 @@ impl Store for PostgresStore {
 
     fn get_grant(&mut self, id: &str) -> Result<Option<Grant>> {
         self.ensure_connected()?;
-        Ok(bodies(&mut self.client, &format!("SELECT body FROM {GRANTS} WHERE id = $1"), &[&id])?.pop())
+        Ok(bodies(
+            &mut self.client,
+            &format!("SELECT body FROM {GRANTS} WHERE id = $1"),
+            &[&id],
+        )?
+        .pop())
     }
 
     fn list_grants(&mut self, active_at: Option<DateTime<Utc>>) -> Result<Vec<Grant>> {
@@ -207,15 +252,26 @@ impl Store for PostgresStore {
                 ),
                 &[&millis(now)],
             ),
-            None => bodies(&mut self.client, &format!("SELECT body FROM {GRANTS} ORDER BY from_ms DESC, id"), &[]),
+            None => bodies(
+                &mut self.client,
+                &format!("SELECT body FROM {GRANTS} ORDER BY from_ms DESC, id"),
+                &[],
+            ),
         }
     }
 
-    fn update_grant(&mut self, id: &str, change: GrantChange<'_>) -> Result<(Grant, ApprovalEvent)> {
+    fn update_grant(
+        &mut self,
+        id: &str,
+        change: GrantChange<'_>,
+    ) -> Result<(Grant, ApprovalEvent)> {
         self.ensure_connected()?;
         let mut tx = self.client.transaction()?;
-        let mut found: Vec<Grant> =
-            bodies(&mut tx, &format!("SELECT body FROM {GRANTS} WHERE id = $1 FOR UPDATE"), &[&id])?;
+        let mut found: Vec<Grant> = bodies(
+            &mut tx,
+            &format!("SELECT body FROM {GRANTS} WHERE id = $1 FOR UPDATE"),
+            &[&id],
+        )?;
         let Some(mut grant) = found.pop() else {
             return Err(Error::GrantNotFound(id.to_owned()));
         };

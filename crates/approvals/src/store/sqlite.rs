@@ -85,7 +85,15 @@ fn write_grant(conn: &Connection, g: &Grant, insert: bool) -> Result<()> {
                 "INSERT INTO {GRANTS} (id, agent, target, from_ms, until_ms, revoked, body)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
             ),
-            params![g.id, g.agent, g.target, millis(g.from), millis(g.until), g.revoked.is_some(), body],
+            params![
+                g.id,
+                g.agent,
+                g.target,
+                millis(g.from),
+                millis(g.until),
+                g.revoked.is_some(),
+                body
+            ],
         )?;
     } else {
         conn.execute(
@@ -122,15 +130,29 @@ impl Store for SqliteStore {
     }
 
     fn get_request(&mut self, id: &str) -> Result<Option<Request>> {
-        Ok(bodies(&self.conn, &format!("SELECT body FROM {REQUESTS} WHERE id = ?1"), [id])?.pop())
+        Ok(bodies(
+            &self.conn,
+            &format!("SELECT body FROM {REQUESTS} WHERE id = ?1"),
+            [id],
+        )?
+        .pop())
     }
 
     fn list_requests(&mut self, filter: &Filter) -> Result<Vec<Request>> {
         let (tail, params) = filter_sql(filter, '?');
-        bodies(&self.conn, &format!("SELECT body FROM {REQUESTS}{tail}"), params_from_iter(params))
+        bodies(
+            &self.conn,
+            &format!("SELECT body FROM {REQUESTS}{tail}"),
+            params_from_iter(params),
+        )
     }
 
-    fn find_by_fingerprint(&mut self, fingerprint: &str, mode: Mode, state: State) -> Result<Vec<String>> {
+    fn find_by_fingerprint(
+        &mut self,
+        fingerprint: &str,
+        mode: Mode,
+        state: State,
+    ) -> Result<Vec<String>> {
         ids(
             &self.conn,
             &format!(
@@ -148,10 +170,20 @@ impl Store for SqliteStore {
         )
     }
 
-    fn update_request(&mut self, id: &str, change: RequestChange<'_>) -> Result<(Request, ApprovalEvent)> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    fn update_request(
+        &mut self,
+        id: &str,
+        change: RequestChange<'_>,
+    ) -> Result<(Request, ApprovalEvent)> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let body: Option<String> = tx
-            .query_row(&format!("SELECT body FROM {REQUESTS} WHERE id = ?1"), [id], |r| r.get(0))
+            .query_row(
+                &format!("SELECT body FROM {REQUESTS} WHERE id = ?1"),
+                [id],
+                |r| r.get(0),
+            )
             .optional()?;
         let mut request: Request = match body {
             Some(b) => serde_json::from_str(&b)?,
@@ -168,7 +200,12 @@ impl Store for SqliteStore {
     }
 
     fn get_grant(&mut self, id: &str) -> Result<Option<Grant>> {
-        Ok(bodies(&self.conn, &format!("SELECT body FROM {GRANTS} WHERE id = ?1"), [id])?.pop())
+        Ok(bodies(
+            &self.conn,
+            &format!("SELECT body FROM {GRANTS} WHERE id = ?1"),
+            [id],
+        )?
+        .pop())
     }
 
     fn list_grants(&mut self, active_at: Option<DateTime<Utc>>) -> Result<Vec<Grant>> {
@@ -181,14 +218,28 @@ impl Store for SqliteStore {
                 ),
                 [millis(now)],
             ),
-            None => bodies(&self.conn, &format!("SELECT body FROM {GRANTS} ORDER BY from_ms DESC, id"), []),
+            None => bodies(
+                &self.conn,
+                &format!("SELECT body FROM {GRANTS} ORDER BY from_ms DESC, id"),
+                [],
+            ),
         }
     }
 
-    fn update_grant(&mut self, id: &str, change: GrantChange<'_>) -> Result<(Grant, ApprovalEvent)> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    fn update_grant(
+        &mut self,
+        id: &str,
+        change: GrantChange<'_>,
+    ) -> Result<(Grant, ApprovalEvent)> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let body: Option<String> = tx
-            .query_row(&format!("SELECT body FROM {GRANTS} WHERE id = ?1"), [id], |r| r.get(0))
+            .query_row(
+                &format!("SELECT body FROM {GRANTS} WHERE id = ?1"),
+                [id],
+                |r| r.get(0),
+            )
             .optional()?;
         let mut grant: Grant = match body {
             Some(b) => serde_json::from_str(&b)?,

@@ -1,8 +1,10 @@
 #![allow(dead_code)]
 
+extern crate drawbridge_approvals as approvals;
+
 use std::sync::Arc;
 
-use approvals::{Approvals, ApprovalEvent, Config, ManualClock, Mode, NewRequest, SqliteStore};
+use approvals::{ApprovalEvent, Approvals, Config, ManualClock, Mode, NewRequest, SqliteStore};
 use chrono::{TimeZone, Utc};
 use parking_lot::Mutex;
 
@@ -34,7 +36,9 @@ pub fn sqlite_service(dir: &std::path::Path, clock: &ManualClock) -> (Approvals,
     let svc = Approvals::from_store(Box::new(store), &Config::default())
         .unwrap()
         .with_clock(Arc::new(clock.clone()))
-        .with_event_sink(Arc::new(move |e: &ApprovalEvent| sink.lock().push(e.clone())))
+        .with_event_sink(Arc::new(move |e: &ApprovalEvent| {
+            sink.lock().push(e.clone())
+        }))
         .with_poll_interval(std::time::Duration::from_millis(100));
     (svc, events)
 }

@@ -3,7 +3,9 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use memchr::memmem::Finder;
 use std::ops::Range;
+use std::sync::LazyLock;
 
 fn is_b64url(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'-' || c == b'_'
@@ -14,7 +16,8 @@ pub fn find(text: &str) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let mut from = 0;
     // Every JSON object header encodes to a segment starting `eyJ` (`{"`).
-    while let Some(off) = memchr::memmem::find(&b[from..], b"eyJ") {
+    static FINDER: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"eyJ"));
+    while let Some(off) = FINDER.find(&b[from..]) {
         let i = from + off;
         let prev_ok = i == 0 || !(is_b64url(b[i - 1]) || b[i - 1] == b'.');
         match prev_ok.then(|| match_at(b, i)).flatten() {

@@ -1,7 +1,9 @@
 //! Credentials with well-known shapes: API keys and tokens identified by their issuer's
 //! fixed prefix and body length, and PEM-armoured private keys.
 
+use memchr::memmem::Finder;
 use std::ops::Range;
+use std::sync::LazyLock;
 
 #[derive(Clone, Copy)]
 enum Body {
@@ -70,28 +72,35 @@ const SHAPES: &[Shape] = &[
 pub fn find(text: &str) -> Vec<Range<usize>> {
     let b = text.as_bytes();
     let mut out = Vec::new();
-    for s in SHAPES {
-        let mut from = 0;
-        while let Some(off) = memchr::memmem::find(&b[from..], s.prefix) {
-            let i = from + off;
-            let body_start = i + s.prefix.len();
-            let mut j = body_start;
-            while j < b.len() && s.body.accepts(b[j]) {
-                j += 1;
-            }
-            let n = j - body_start;
-            let prev_ok = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
-            if prev_ok && n >= s.min && s.exact.is_none_or(|e| e == n) {
-                out.push(i..j);
-                from = j;
-            } else {
-                from = i + 1;
+    // Every prefix starts a word, so only word starts need checking.
+    let mut i = 0;
+    while i < b.len() {
+        let word_start = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+        if word_start {
+            if let Some(end) = SHAPES.iter().find_map(|s| shape_at(s, b, i)) {
+                out.push(i..end);
+                i = end;
+                continue;
             }
         }
+        i += 1;
     }
     pem(b, &mut out);
     out.sort_unstable_by_key(|r| r.start);
     out
+}
+
+fn shape_at(s: &Shape, b: &[u8], i: usize) -> Option<usize> {
+    if !b[i..].starts_with(s.prefix) {
+        return None;
+    }
+    let body_start = i + s.prefix.len();
+    let mut j = body_start;
+    while j < b.len() && s.body.accepts(b[j]) {
+        j += 1;
+    }
+    let n = j - body_start;
+    (n >= s.min && s.exact.is_none_or(|e| e == n)).then_some(j)
 }
 
 const BEGIN: &[u8] = b"-----BEGIN ";
@@ -101,7 +110,8 @@ const DASHES: &[u8] = b"-----";
 /// missing (truncated value) is masked to the end of the text.
 fn pem(b: &[u8], out: &mut Vec<Range<usize>>) {
     let mut from = 0;
-    while let Some(off) = memchr::memmem::find(&b[from..], BEGIN) {
+    static BEGIN_FINDER: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(BEGIN));
+    while let Some(off) = BEGIN_FINDER.find(&b[from..]) {
         let i = from + off;
         let label_start = i + BEGIN.len();
         let label_end = match memchr::memmem::find(&b[label_start..], DASHES) {
