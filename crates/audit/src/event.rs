@@ -51,6 +51,12 @@ pub enum Event {
         error: Option<String>,
         rows_seen: Option<Vec<Vec<Option<String>>>>,
     },
+    /// A step in an approval's life (requested, approved, denied, expired, consumed, grants).
+    Approval {
+        /// The session that asked, when the step came from one.
+        session: Option<String>,
+        approval: serde_json::Value,
+    },
 }
 
 impl Event {
@@ -62,6 +68,7 @@ impl Event {
             Event::AuthFailed { .. } => "auth_failed",
             Event::Statement { .. } => "statement",
             Event::Outcome { .. } => "outcome",
+            Event::Approval { .. } => "approval",
         }
     }
 
@@ -73,6 +80,7 @@ impl Event {
             | Event::Statement { session, .. }
             | Event::Outcome { session, .. } => Some(session),
             Event::AuthFailed { .. } => None,
+            Event::Approval { session, .. } => session.as_deref(),
         }
     }
 }

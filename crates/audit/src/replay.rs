@@ -106,6 +106,11 @@ pub fn timeline(records: &[Record]) -> String {
                 }
                 Ok(())
             }
+            Event::Approval { approval, .. } => {
+                let what = approval.get("event").and_then(|v| v.as_str()).unwrap_or("approval");
+                let id = approval.get("id").and_then(|v| v.as_str()).unwrap_or("");
+                writeln!(out, "{at}  approval    {what} {id}")
+            }
         };
     }
     out

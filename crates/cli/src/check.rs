@@ -37,7 +37,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         None => chrono::Utc::now(),
     };
     let principal = policy::Principal { agent: args.agent.clone(), groups };
-    let ctx = policy::Context { principal: &principal, target: &args.target, now, catalog: None };
+    let ctx = policy::Context { principal: &principal, target: &args.target, now, catalog: None, exempt: &[] };
     let analyzer = sql::Analyzer::new(sql::Limits { max_bytes: config.server.max_statement_bytes, ..Default::default() });
     let analysis = match analyzer.analyze(&args.sql) {
         Ok(a) => a,

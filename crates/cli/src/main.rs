@@ -1,6 +1,7 @@
 //! `drawbridge`: the gateway binary and its tools.
 #![forbid(unsafe_code)]
 
+mod approvals;
 mod audit;
 mod check;
 mod demo;
@@ -39,6 +40,13 @@ enum Command {
     },
     /// Start a throwaway PostgreSQL with the gateway in front of it.
     Demo(demo::DemoArgs),
+    /// Decide on approval requests and grant time-boxed exemptions (talks to a running gateway).
+    Approvals(approvals::ApprovalsArgs),
+    /// Manage operator credentials (people who decide approvals).
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
     /// Audit records: verify, tail, search, replay, export.
     Audit {
         #[arg(long, short, global = true)]
@@ -56,6 +64,12 @@ enum AgentCommand {
         #[arg(long, value_delimiter = ',')]
         groups: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Create a token; prints it once with the config snippet holding its hash.
+    New { name: String },
 }
 
 #[derive(Subcommand)]
@@ -82,6 +96,11 @@ fn main() -> ExitCode {
         }
         Command::Demo(args) => demo::run(args),
         Command::Audit { config, command } => audit::run(command, &config),
+        Command::Approvals(args) => approvals::run_args(args),
+        Command::Operator { command: OperatorCommand::New { name } } => {
+            approvals::operator_new(&name);
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

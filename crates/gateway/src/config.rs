@@ -24,6 +24,12 @@ pub struct Config {
     /// Present: `/metrics` and `/healthz` are served on this listener.
     #[serde(default)]
     pub http: Option<Http>,
+    /// Present: `require_approval` rules ask operators (HTTP API on the `[http]` listener).
+    #[serde(default)]
+    pub approvals: Option<approvals::Config>,
+    /// People who may decide approvals; the gateway stores only their token hashes.
+    #[serde(default)]
+    pub operators: approvals::Operators,
     /// Directory the config was read from; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -162,6 +168,14 @@ impl Config {
         }
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return Err(Error::Config("server: tls_cert and tls_key go together".into()));
+        }
+        if self.approvals.is_some() && self.http.is_none() {
+            return Err(Error::Config("approvals: operators decide over HTTP; add an [http] listen address".into()));
+        }
+        for name in self.operators.keys() {
+            if self.agents.contains_key(name) {
+                return Err(Error::Config(format!("operator {name}: an agent has the same name; approvers are never agents")));
+            }
         }
         if self.policy.file.is_some() && self.policy.pack.is_some() {
             return Err(Error::Config("policy: give file or pack, not both".into()));

@@ -119,6 +119,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], shared.metrics.render(&shared))
         }
     };
+    let shared2 = shared.clone();
     let healthz = move || async move {
         let audit_ok = shared.audit.as_ref().is_none_or(|a| a.healthy());
         let body = serde_json::json!({
@@ -132,5 +133,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         let code = if audit_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
         (code, axum::Json(body)).into_response()
     };
-    Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz))
+    let approvals = shared2.approvals.clone();
+    let router = Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz));
+    match approvals {
+        Some(service) => router.merge(approvals::router(service, shared2.operators.clone())),
+        None => router,
+    }
 }

@@ -26,6 +26,8 @@ pub struct Shared {
     pub(crate) decoy_secret: [u8; 32],
     pub(crate) decisions: quick_cache::sync::Cache<DecisionKey, Arc<Judged>>,
     pub audit: Option<Arc<audit::AuditLog>>,
+    pub approvals: Option<Arc<approvals::Approvals>>,
+    pub(crate) operators: approvals::OperatorTokens,
     pub(crate) metrics: crate::ops::Metrics,
 }
 
@@ -91,6 +93,34 @@ impl Gateway {
             )),
             None => None,
         };
+        let operators = approvals::OperatorTokens::from_config(&config.operators)
+            .map_err(|e| Error::Config(format!("operators: {e}")))?;
+        let approvals = match &config.approvals {
+            Some(cfg) => {
+                let mut cfg = cfg.clone();
+                cfg.sqlite_path = config.resolve(&cfg.sqlite_path);
+                let service = tokio::task::spawn_blocking(move || approvals::Approvals::open(&cfg))
+                    .await
+                    .map_err(|e| Error::Config(format!("approvals: {e}")))?
+                    .map_err(|e| Error::Config(format!("approvals: {e}")))?;
+                let service = match &audit {
+                    Some(log) => {
+                        let log = log.clone();
+                        service.with_event_sink(Arc::new(move |e: &approvals::ApprovalEvent| {
+                            let approval = serde_json::to_value(e).unwrap_or_default();
+                            if let Err(err) = log.append(audit::Event::Approval { session: None, approval }) {
+                                tracing::error!(error = %err, "approval event could not be recorded");
+                            }
+                        }))
+                    }
+                    None => service,
+                };
+                let service = Arc::new(service);
+                service.start();
+                Some(service)
+            }
+            None => None,
+        };
         let listener = TcpListener::bind(&config.server.listen)
             .await
             .map_err(|e| Error::Config(format!("listen {}: {e}", config.server.listen)))?;
@@ -111,6 +141,8 @@ impl Gateway {
             decoy_secret: rand::random(),
             decisions: quick_cache::sync::Cache::new(10_000),
             audit,
+            approvals,
+            operators,
             metrics: Default::default(),
             config,
         };

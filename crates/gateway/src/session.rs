@@ -101,6 +101,8 @@ pub enum Verdict {
     Run { limits: Vec<Option<u64>> },
     /// Refuse it with this ErrorResponse.
     Refuse(Arc<Vec<u8>>),
+    /// Run it only once an operator approves.
+    Approve { rule: String, reason: String, approval: policy::file::Approval },
 }
 
 impl Verdict {
@@ -143,6 +145,8 @@ enum Expect {
     Fatal(Vec<u8>),
     /// The next answered statement or Execute is this audited statement.
     Track(u64, Instant),
+    /// Write these bytes to the agent now (a notice).
+    Write(Vec<u8>),
 }
 
 #[derive(Debug)]
@@ -328,7 +332,7 @@ impl Inbound<'_> {
             frontend::QUERY => self.query(frame, frontend::query(body)?).await?,
             frontend::PARSE => {
                 let p = frontend::parse(body)?;
-                self.parse(frame, p.name, p.query);
+                self.parse(frame, p.name, p.query).await?;
             }
             frontend::BIND => {
                 let b = frontend::bind(body)?;
@@ -391,6 +395,19 @@ impl Inbound<'_> {
                 self.refuse_query(Verdict::Refuse(r));
                 return Ok(());
             }
+            Verdict::Approve { rule, reason, approval } => {
+                if let Some(r) = self.seek_approval(&judged, &sql_text(text), rule, reason, approval).await? {
+                    self.stats.refused += 1;
+                    self.refuse_query(Verdict::Refuse(r));
+                    return Ok(());
+                }
+                let now = Instant::now();
+                for id in ids {
+                    self.send(Expect::Track(id, now));
+                }
+                self.send(Expect::Sync(now));
+                self.out.extend_from_slice(frame);
+            }
             v if v.limited() => self.guarded_query(frame, &judged, &ids).await?,
             Verdict::Run { .. } => {
                 let now = Instant::now();
@@ -429,9 +446,14 @@ impl Inbound<'_> {
             // Unparseable or unjudgeable text: the refusal itself is the decision.
             let reason = match &judged.verdict {
                 Verdict::Refuse(bytes) => refusal_message(bytes),
+                Verdict::Approve { reason, .. } => reason.clone(),
                 Verdict::Run { .. } => "nothing to judge".into(),
             };
-            let effect = if matches!(judged.verdict, Verdict::Refuse(_)) { "deny" } else { "allow" };
+            let effect = match judged.verdict {
+                Verdict::Refuse(_) => "deny",
+                Verdict::Approve { .. } => "require_approval",
+                Verdict::Run { .. } => "allow",
+            };
             events.push((&text[..], serde_json::Value::Null, effect, vec![], reason, None));
         }
         for (part, facts, effect, rules, reason, max_rows) in events {
@@ -488,21 +510,31 @@ impl Inbound<'_> {
         self.out.extend_from_slice(&Builder::parse(b"", POISON, &[]));
     }
 
-    fn parse(&mut self, frame: &[u8], name: &[u8], text: &[u8]) {
+    async fn parse(&mut self, frame: &[u8], name: &[u8], text: &[u8]) -> Result<(), Error> {
         let judged = self.judge(text);
         self.stats.statements += judged.analysis.statements.len() as u64;
+        let mut verdict = judged.verdict.clone();
+        if let Verdict::Approve { rule, reason, approval } = &verdict {
+            // The Parse waits (hold) or is refused until approved (retry); the rest of the
+            // batch follows it as usual.
+            self.flush().await?;
+            verdict = match self.seek_approval(&judged, &sql_text(text), rule, reason, approval).await? {
+                Some(r) => Verdict::Refuse(r),
+                None => Verdict::Run { limits: vec![] },
+            };
+        }
         let entry = match self.record(&judged, text, "extended") {
             Err(Verdict::Refuse(r)) => {
                 self.refuse_in_batch(r.clone());
                 Prepared::Refused(r)
             }
-            Err(Verdict::Run { .. }) => Prepared::Refused(unknown_statement()),
-            Ok(ids) => match &judged.verdict {
+            Err(_) => Prepared::Refused(unknown_statement()),
+            Ok(ids) => match verdict {
                 Verdict::Refuse(r) => {
                     self.refuse_in_batch(r.clone());
-                    Prepared::Refused(r.clone())
+                    Prepared::Refused(r)
                 }
-                Verdict::Run { .. } => {
+                _ => {
                     self.out.extend_from_slice(frame);
                     self.remember_sql_prepares(&judged.analysis);
                     Prepared::Allowed(judged, ids.first().copied().unwrap_or(u64::MAX))
@@ -514,6 +546,94 @@ impl Inbound<'_> {
         if name.is_empty() || !self.statements.contains_key(name) {
             self.statements.insert(name.to_vec(), entry);
         }
+        Ok(())
+    }
+
+    /// Asks operators about a statement a `require_approval` rule caught. `None`: approved,
+    /// run it. `Some`: the refusal to send (retry mode's pending notice, a denial, expiry).
+    async fn seek_approval(
+        &mut self,
+        judged: &Judged,
+        text: &str,
+        rule: &str,
+        reason: &str,
+        spec: &policy::file::Approval,
+    ) -> Result<Option<Arc<Vec<u8>>>, Error> {
+        let Some(service) = self.shared.approvals.clone() else {
+            return Ok(Some(Arc::new(Builder::error(
+                "ERROR",
+                "42501",
+                &format!("drawbridge: approval required by rule {rule}: {reason}"),
+                Some("this gateway has no approval workflow configured, so the statement was refused"),
+            ))));
+        };
+        let unavailable = |e: approvals::Error| {
+            tracing::error!(error = %e, "approvals unavailable");
+            Some(Arc::new(Builder::error(
+                "ERROR",
+                "42501",
+                &format!("drawbridge: approval required by rule {rule}, but approvals are unavailable; statement refused"),
+                None,
+            )))
+        };
+        let mode = match spec.mode {
+            policy::file::ApprovalMode::Hold => approvals::Mode::Hold,
+            policy::file::ApprovalMode::Retry => approvals::Mode::Retry,
+        };
+        if mode == approvals::Mode::Retry {
+            match service.try_consume(&self.principal.agent, &self.target, text).await {
+                Ok(Some(_)) => return Ok(None),
+                Ok(None) => {}
+                Err(e) => return Ok(unavailable(e)),
+            }
+        }
+        let facts = judged.analysis.statements.first().map(|s| serde_json::to_value(s).unwrap_or_default()).unwrap_or_default();
+        let request = approvals::NewRequest {
+            agent: self.principal.agent.clone(),
+            groups: self.principal.groups.clone(),
+            target: self.target.to_string(),
+            statement: text.to_string(),
+            facts,
+            rule: rule.to_string(),
+            mode,
+            min_approvals: spec.min_approvals,
+            uses: None,
+        };
+        let req = match service.request(request).await {
+            Ok(r) => r,
+            Err(e) => return Ok(unavailable(e)),
+        };
+        let how = format!("an operator approves it with: drawbridge approvals approve {}", req.id);
+        if mode == approvals::Mode::Retry {
+            let msg = format!("drawbridge: approval required by rule {rule}: {reason}; approval {} is pending", req.id);
+            let hint = format!("{how}; then send the same statement again");
+            return Ok(Some(Arc::new(Builder::error("ERROR", "42501", &msg, Some(&hint)))));
+        }
+        let notice = format!("drawbridge: statement held for approval {} by rule {rule}: {reason}", req.id);
+        self.send(Expect::Write(Builder::notice(&notice, Some(&how))));
+        let timeout = Duration::from_secs(self.shared.config.approvals.as_ref().map_or(300, |c| c.hold_timeout_secs));
+        let outcome = match service.wait(&req.id, timeout).await {
+            Ok(o) => o,
+            Err(e) => return Ok(unavailable(e)),
+        };
+        Ok(match outcome {
+            approvals::Outcome::Approved { .. } => match service.consume_held(&req.id).await {
+                Ok(_) => None,
+                Err(e) => unavailable(e),
+            },
+            approvals::Outcome::Denied { reason: why, by } => Some(Arc::new(Builder::error(
+                "ERROR",
+                "42501",
+                &format!("drawbridge: approval {} for rule {rule} was denied by {by}: {why}", req.id),
+                None,
+            ))),
+            approvals::Outcome::Expired => Some(Arc::new(Builder::error(
+                "ERROR",
+                "42501",
+                &format!("drawbridge: approval {} for rule {rule} expired without a decision", req.id),
+                None,
+            ))),
+        })
     }
 
     async fn execute(&mut self, frame: &[u8], e: frontend::Execute<'_>) -> Result<(), Error> {
@@ -531,7 +651,8 @@ impl Inbound<'_> {
         };
         let limit = match &judged.verdict {
             Verdict::Run { limits } => limits.iter().flatten().min().copied(),
-            Verdict::Refuse(_) => None,
+            // An approved statement runs as approved; a refused one never got a portal.
+            Verdict::Refuse(_) | Verdict::Approve { .. } => None,
         };
         let index = self.batch_executes;
         self.batch_executes += 1;
@@ -681,9 +802,17 @@ impl Inbound<'_> {
         }
         let text = sql_text(raw);
         let policy = self.shared.policy.load();
+        // An operator's grant exempts this agent from named rules for a while; such
+        // decisions are personal and short-lived, so they bypass the cache.
+        let exempt = match &self.shared.approvals {
+            Some(a) => a.active_exemptions(&self.principal.agent, &self.target, chrono::Utc::now()),
+            None => Vec::new(),
+        };
         let key = DecisionKeyRef { policy_version: policy.version(), agent: &self.agent, target: &self.target, text: &text };
-        if let Some(j) = self.shared.decisions.get(&key) {
-            return j;
+        if exempt.is_empty() {
+            if let Some(j) = self.shared.decisions.get(&key) {
+                return j;
+            }
         }
         let analysis = match self.shared.analyzer.analyze(&text) {
             Ok(a) => a,
@@ -694,8 +823,9 @@ impl Inbound<'_> {
             target: &self.target,
             now: chrono::Utc::now(),
             catalog: Some(self.catalog.as_ref()),
+            exempt: &exempt,
         };
-        let mut cacheable = true;
+        let mut cacheable = exempt.is_empty();
         let mut decisions = Vec::with_capacity(analysis.statements.len());
         let mut countable = Vec::with_capacity(analysis.statements.len());
         // PREPAREs earlier in this same message, visible to its later EXECUTEs.
@@ -724,6 +854,7 @@ impl Inbound<'_> {
                         reason: format!("prepared statement \"{name}\" was not prepared through this gateway"),
                         max_rows: None,
                         cacheable: false,
+                        approval: None,
                     };
                 }
                 for body in candidates {
@@ -802,12 +933,14 @@ fn verdict_of(decisions: &[Decision], countable: &[bool]) -> Verdict {
         return refusal("42501", format!("drawbridge: blocked by rule {rule}: {}", d.reason), None);
     }
     if let Some(d) = decisions.iter().find(|d| d.effect == Effect::RequireApproval) {
-        let rule = d.rules.first().map(String::as_str).unwrap_or("");
-        return refusal(
-            "42501",
-            format!("drawbridge: approval required by rule {rule}: {}", d.reason),
-            Some("this gateway has no approval workflow configured, so the statement was refused"),
-        );
+        return Verdict::Approve {
+            rule: d.rules.first().cloned().unwrap_or_default(),
+            reason: d.reason.clone(),
+            approval: d.approval.clone().unwrap_or(policy::file::Approval {
+                mode: policy::file::ApprovalMode::Hold,
+                min_approvals: 1,
+            }),
+        };
     }
     let mut limits = Vec::with_capacity(decisions.len());
     for (d, counts) in decisions.iter().zip(countable) {
@@ -946,6 +1079,7 @@ impl Outbound<'_> {
                 }
                 Some(Expect::DropHeld) => self.held.clear(),
                 Some(Expect::Track(id, at)) => self.tracking.push_back((*id, *at)),
+                Some(Expect::Write(bytes)) => self.out.extend_from_slice(bytes),
                 Some(Expect::Barrier(_)) => {
                     if let Some(Expect::Barrier(tx)) = self.queue.pop_front() {
                         let _ = tx.send(self.flags.status.load(Ordering::Relaxed));
@@ -1039,6 +1173,7 @@ impl Outbound<'_> {
                 Some(Expect::Release) => self.out.append(&mut self.held),
                 Some(Expect::DropHeld) => self.held.clear(),
                 Some(Expect::Track(id, at)) => self.tracking.push_back((*id, *at)),
+                Some(Expect::Write(bytes)) => self.out.extend_from_slice(bytes),
                 Some(Expect::Barrier(_)) => {
                     if let Some(Expect::Barrier(tx)) = self.queue.pop_front() {
                         let _ = tx.send(self.flags.status.load(Ordering::Relaxed));
@@ -1263,7 +1398,7 @@ mod tests {
     }
 
     fn decision(effect: Effect, rule: &str, max_rows: Option<u64>) -> Decision {
-        Decision { effect, rules: vec![rule.into()], reason: String::new(), max_rows, cacheable: true }
+        Decision { effect, rules: vec![rule.into()], reason: String::new(), max_rows, cacheable: true, approval: None }
     }
 
     #[test]

@@ -11,19 +11,39 @@ use crate::Error;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CopyFormat {
     /// `FORMAT text`: delimiter (default tab), null string (default `\N`), backslash escapes.
-    Text { delimiter: u8, null: Box<[u8]>, header: bool },
+    Text {
+        delimiter: u8,
+        null: Box<[u8]>,
+        header: bool,
+    },
     /// `FORMAT csv`: delimiter (default `,`), quote and escape (default `"`), null string
     /// (default empty, unquoted).
-    Csv { delimiter: u8, quote: u8, escape: u8, null: Box<[u8]>, header: bool },
+    Csv {
+        delimiter: u8,
+        quote: u8,
+        escape: u8,
+        null: Box<[u8]>,
+        header: bool,
+    },
 }
 
 impl CopyFormat {
     pub fn text() -> Self {
-        CopyFormat::Text { delimiter: b'\t', null: b"\\N".as_slice().into(), header: false }
+        CopyFormat::Text {
+            delimiter: b'\t',
+            null: b"\\N".as_slice().into(),
+            header: false,
+        }
     }
 
     pub fn csv() -> Self {
-        CopyFormat::Csv { delimiter: b',', quote: b'"', escape: b'"', null: Box::default(), header: false }
+        CopyFormat::Csv {
+            delimiter: b',',
+            quote: b'"',
+            escape: b'"',
+            null: Box::default(),
+            header: false,
+        }
     }
 
     fn header(&self) -> bool {
@@ -51,7 +71,12 @@ struct Scratch {
 impl CopyRewriter {
     pub fn new(plan: Plan, format: CopyFormat) -> Self {
         let header_pending = format.header();
-        CopyRewriter { plan, format, header_pending, scratch: Scratch::default() }
+        CopyRewriter {
+            plan,
+            format,
+            header_pending,
+            scratch: Scratch::default(),
+        }
     }
 
     /// Rewrites the payload of one CopyData message, appending to `out`.
@@ -67,16 +92,40 @@ impl CopyRewriter {
 
 /// Rewrites one data line (header lines must not be passed here; see [`CopyRewriter`]).
 /// On error nothing is appended.
-pub fn rewrite_copy_line(plan: &Plan, format: &CopyFormat, line: &[u8], out: &mut Vec<u8>) -> Result<Stats, Error> {
+pub fn rewrite_copy_line(
+    plan: &Plan,
+    format: &CopyFormat,
+    line: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Stats, Error> {
     rewrite_with(plan, format, line, out, &mut Scratch::default())
 }
 
-fn rewrite_with(plan: &Plan, format: &CopyFormat, line: &[u8], out: &mut Vec<u8>, scratch: &mut Scratch) -> Result<Stats, Error> {
+fn rewrite_with(
+    plan: &Plan,
+    format: &CopyFormat,
+    line: &[u8],
+    out: &mut Vec<u8>,
+    scratch: &mut Scratch,
+) -> Result<Stats, Error> {
     let start = out.len();
     let r = match format {
-        CopyFormat::Text { delimiter, null, .. } => text_line(plan, *delimiter, null, line, out, scratch),
-        CopyFormat::Csv { delimiter, quote, escape, null, .. } => {
-            let csv = Csv { delimiter: *delimiter, quote: *quote, escape: *escape, null };
+        CopyFormat::Text {
+            delimiter, null, ..
+        } => text_line(plan, *delimiter, null, line, out, scratch),
+        CopyFormat::Csv {
+            delimiter,
+            quote,
+            escape,
+            null,
+            ..
+        } => {
+            let csv = Csv {
+                delimiter: *delimiter,
+                quote: *quote,
+                escape: *escape,
+                null,
+            };
             csv_line(plan, &csv, line, out, scratch)
         }
     };
@@ -107,7 +156,9 @@ fn mask_field<'s>(
     masked: &'s mut Vec<u8>,
     stats: &mut Stats,
 ) -> Field<'s> {
-    let Some(Some(m)) = plan.columns.get(col) else { return Field::Raw };
+    let Some(Some(m)) = plan.columns.get(col) else {
+        return Field::Raw;
+    };
     masked.clear();
     // COPY's text and CSV formats carry each value's text form.
     match mask_value(m, Format::Text, &plan.key, decoded, masked) {
@@ -129,7 +180,14 @@ fn is_masked(plan: &Plan, col: usize) -> bool {
     matches!(plan.columns.get(col), Some(Some(_)))
 }
 
-fn text_line(plan: &Plan, delim: u8, null: &[u8], line: &[u8], out: &mut Vec<u8>, scratch: &mut Scratch) -> Result<Stats, Error> {
+fn text_line(
+    plan: &Plan,
+    delim: u8,
+    null: &[u8],
+    line: &[u8],
+    out: &mut Vec<u8>,
+    scratch: &mut Scratch,
+) -> Result<Stats, Error> {
     let (body, term) = split_terminator(line);
     if body == b"\\." {
         out.extend_from_slice(line);
@@ -168,7 +226,10 @@ fn text_line(plan: &Plan, delim: u8, null: &[u8], line: &[u8], out: &mut Vec<u8>
         i += 1;
     }
     if col != plan.columns.len() {
-        return Err(Error::FieldCount { expected: plan.columns.len(), found: col });
+        return Err(Error::FieldCount {
+            expected: plan.columns.len(),
+            found: col,
+        });
     }
     out.extend_from_slice(term);
     Ok(stats)
@@ -244,7 +305,13 @@ struct Csv<'a> {
     null: &'a [u8],
 }
 
-fn csv_line(plan: &Plan, csv: &Csv<'_>, line: &[u8], out: &mut Vec<u8>, scratch: &mut Scratch) -> Result<Stats, Error> {
+fn csv_line(
+    plan: &Plan,
+    csv: &Csv<'_>,
+    line: &[u8],
+    out: &mut Vec<u8>,
+    scratch: &mut Scratch,
+) -> Result<Stats, Error> {
     let (body, term) = split_terminator(line);
     let mut stats = Stats::default();
     let mut col = 0;
@@ -259,9 +326,14 @@ fn csv_line(plan: &Plan, csv: &Csv<'_>, line: &[u8], out: &mut Vec<u8>, scratch:
         if quoted {
             i += 1;
             loop {
-                let c = *body.get(i).ok_or(Error::MalformedCopy("unterminated quoted field"))?;
+                let c = *body
+                    .get(i)
+                    .ok_or(Error::MalformedCopy("unterminated quoted field"))?;
                 let next = body.get(i + 1).copied();
-                if c == csv.escape && csv.escape != csv.quote && (next == Some(csv.quote) || next == Some(csv.escape)) {
+                if c == csv.escape
+                    && csv.escape != csv.quote
+                    && (next == Some(csv.quote) || next == Some(csv.escape))
+                {
                     if masked {
                         scratch.decoded.push(body[i + 1]);
                     }
@@ -313,7 +385,10 @@ fn csv_line(plan: &Plan, csv: &Csv<'_>, line: &[u8], out: &mut Vec<u8>, scratch:
         i += 1;
     }
     if col != plan.columns.len() {
-        return Err(Error::FieldCount { expected: plan.columns.len(), found: col });
+        return Err(Error::FieldCount {
+            expected: plan.columns.len(),
+            found: col,
+        });
     }
     out.extend_from_slice(term);
     Ok(stats)

@@ -33,7 +33,10 @@ pub struct Tally {
 
 impl Tally {
     pub fn new(columns: usize) -> Self {
-        Tally { per_column: vec![0; columns], rows: 0 }
+        Tally {
+            per_column: vec![0; columns],
+            rows: 0,
+        }
     }
 }
 
@@ -59,7 +62,12 @@ pub fn rewrite_data_row_tally(
     rewrite(plan, frame, out, Some(&mut tally.per_column))
 }
 
-fn rewrite(plan: &Plan, frame: &[u8], out: &mut Vec<u8>, per_column: Option<&mut Vec<u64>>) -> Result<Stats, Error> {
+fn rewrite(
+    plan: &Plan,
+    frame: &[u8],
+    out: &mut Vec<u8>,
+    per_column: Option<&mut Vec<u64>>,
+) -> Result<Stats, Error> {
     let start = out.len();
     let r = rewrite_inner(plan, frame, out, per_column);
     if r.is_err() {
@@ -89,7 +97,10 @@ fn rewrite_inner(
     let ncols = i16::from_be_bytes([frame[5], frame[6]]);
     let ncols = usize::try_from(ncols).map_err(|_| Error::MalformedRow("negative column count"))?;
     if ncols != plan.columns.len() {
-        return Err(Error::ColumnCount { expected: plan.columns.len(), found: ncols });
+        return Err(Error::ColumnCount {
+            expected: plan.columns.len(),
+            found: ncols,
+        });
     }
 
     let start = out.len();
@@ -105,8 +116,12 @@ fn rewrite_inner(
         if vlen == -1 {
             continue;
         }
-        let vlen = usize::try_from(vlen).map_err(|_| Error::MalformedRow("negative value length"))?;
-        let end = pos.checked_add(vlen).filter(|&e| e <= frame.len()).ok_or(Error::MalformedRow("value runs past the frame"))?;
+        let vlen =
+            usize::try_from(vlen).map_err(|_| Error::MalformedRow("negative value length"))?;
+        let end = pos
+            .checked_add(vlen)
+            .filter(|&e| e <= frame.len())
+            .ok_or(Error::MalformedRow("value runs past the frame"))?;
         let Some(mask) = col else {
             pos = end;
             continue;

@@ -38,7 +38,14 @@ pub struct ColumnMask {
 impl ColumnMask {
     /// Whole-value masking.
     pub fn new(strategy: Strategy, type_oid: u32, typmod: i32, format: Format) -> Self {
-        ColumnMask { strategy, scan: false, detectors: Detectors::ALL, type_oid, typmod, format }
+        ColumnMask {
+            strategy,
+            scan: false,
+            detectors: Detectors::ALL,
+            type_oid,
+            typmod,
+            format,
+        }
     }
 
     /// Content scanning with the given detectors.

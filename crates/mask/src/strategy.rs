@@ -21,7 +21,9 @@ pub enum Strategy {
 
 impl Strategy {
     pub fn redact() -> Self {
-        Strategy::Redact { placeholder: DEFAULT_PLACEHOLDER.into() }
+        Strategy::Redact {
+            placeholder: DEFAULT_PLACEHOLDER.into(),
+        }
     }
 
     pub fn partial(keep: usize) -> Self {
@@ -30,7 +32,9 @@ impl Strategy {
 
     pub fn hash(hex_len: usize) -> Result<Self, crate::Error> {
         if !(1..=64).contains(&hex_len) {
-            return Err(crate::Error::BadOption("hash length must be 1..=64 hex characters"));
+            return Err(crate::Error::BadOption(
+                "hash length must be 1..=64 hex characters",
+            ));
         }
         Ok(Strategy::Hash { hex_len })
     }

@@ -35,7 +35,9 @@ pub(crate) enum Class {
     Uuid,
     /// Two's-complement integer of this many bytes.
     Int(u8),
-    Inet { cidr: bool },
+    Inet {
+        cidr: bool,
+    },
     /// Everything else: only NULL is known to be valid.
     Opaque,
 }
@@ -53,15 +55,22 @@ pub(crate) enum TextLimit {
 
 /// varchar(n) and char(n) carry `n + 4` in the type modifier; -1 means unconstrained.
 fn char_limit(typmod: i32) -> Option<usize> {
-    usize::try_from(typmod).ok().filter(|&t| t >= 4).map(|t| t - 4)
+    usize::try_from(typmod)
+        .ok()
+        .filter(|&t| t >= 4)
+        .map(|t| t - 4)
 }
 
 impl Class {
     pub(crate) fn of(type_oid: u32, typmod: i32) -> Class {
         match type_oid {
             oid::TEXT | oid::UNKNOWN => Class::Text(TextLimit::None),
-            oid::VARCHAR => Class::Text(char_limit(typmod).map_or(TextLimit::None, TextLimit::MaxChars)),
-            oid::BPCHAR => Class::Text(char_limit(typmod).map_or(TextLimit::None, TextLimit::Exact)),
+            oid::VARCHAR => {
+                Class::Text(char_limit(typmod).map_or(TextLimit::None, TextLimit::MaxChars))
+            }
+            oid::BPCHAR => {
+                Class::Text(char_limit(typmod).map_or(TextLimit::None, TextLimit::Exact))
+            }
             oid::NAME => Class::Text(TextLimit::MaxBytes(63)),
             oid::JSON => Class::Json,
             oid::JSONB => Class::Jsonb,

@@ -40,24 +40,41 @@ pub(crate) fn mask_value(
 
 const WRITTEN: Outcome = Outcome::Written { matches: 1 };
 
-fn whole(s: &Strategy, class: Class, format: Format, key: &HashKey, v: &[u8], out: &mut Vec<u8>) -> Outcome {
+fn whole(
+    s: &Strategy,
+    class: Class,
+    format: Format,
+    key: &HashKey,
+    v: &[u8],
+    out: &mut Vec<u8>,
+) -> Outcome {
     if *s == Strategy::Null {
         return Outcome::Null;
     }
     let start = out.len();
     match class {
         Class::Text(limit) => {
-            let Ok(text) = std::str::from_utf8(v) else { return Outcome::Null };
+            let Ok(text) = std::str::from_utf8(v) else {
+                return Outcome::Null;
+            };
             // char(n) pads with blanks that carry no meaning.
-            let text = if matches!(limit, TextLimit::Exact(_)) { text.trim_end_matches(' ') } else { text };
+            let text = if matches!(limit, TextLimit::Exact(_)) {
+                text.trim_end_matches(' ')
+            } else {
+                text
+            };
             s.write_text(key, text, out);
             apply_limit(limit, out, start);
             WRITTEN
         }
         Class::Json | Class::Jsonb => {
             let binary_jsonb = class == Class::Jsonb && format == Format::Binary;
-            let Some(body) = json_body(v, binary_jsonb) else { return Outcome::Null };
-            let Ok(text) = std::str::from_utf8(body) else { return Outcome::Null };
+            let Some(body) = json_body(v, binary_jsonb) else {
+                return Outcome::Null;
+            };
+            let Ok(text) = std::str::from_utf8(body) else {
+                return Outcome::Null;
+            };
             let src = json_source(text);
             if binary_jsonb {
                 out.push(1);
@@ -71,7 +88,9 @@ fn whole(s: &Strategy, class: Class, format: Format, key: &HashKey, v: &[u8], ou
         }
         Class::Bytea => bytea(s, format, key, v, out),
         Class::Uuid => {
-            let Strategy::Hash { .. } = s else { return Outcome::Null };
+            let Strategy::Hash { .. } = s else {
+                return Outcome::Null;
+            };
             let mut canon = [0u8; 36];
             let canon: &[u8] = match format {
                 Format::Text => v,
@@ -100,7 +119,9 @@ fn whole(s: &Strategy, class: Class, format: Format, key: &HashKey, v: &[u8], ou
             WRITTEN
         }
         Class::Int(width) => {
-            let Strategy::Hash { .. } = s else { return Outcome::Null };
+            let Strategy::Hash { .. } = s else {
+                return Outcome::Null;
+            };
             let mut buf = [0u8; 20];
             let canon: &[u8] = match format {
                 Format::Text => v,
@@ -148,11 +169,20 @@ fn whole(s: &Strategy, class: Class, format: Format, key: &HashKey, v: &[u8], ou
     }
 }
 
-fn scan(m: &ColumnMask, class: Class, format: Format, key: &HashKey, v: &[u8], out: &mut Vec<u8>) -> Outcome {
+fn scan(
+    m: &ColumnMask,
+    class: Class,
+    format: Format,
+    key: &HashKey,
+    v: &[u8],
+    out: &mut Vec<u8>,
+) -> Outcome {
     let s = &m.strategy;
     match class {
         Class::Text(limit) => {
-            let Ok(text) = std::str::from_utf8(v) else { return Outcome::Null };
+            let Ok(text) = std::str::from_utf8(v) else {
+                return Outcome::Null;
+            };
             let ranges = m.detectors.find(text);
             if ranges.is_empty() {
                 return Outcome::Unchanged;
@@ -167,8 +197,12 @@ fn scan(m: &ColumnMask, class: Class, format: Format, key: &HashKey, v: &[u8], o
         }
         Class::Json | Class::Jsonb => {
             let binary_jsonb = class == Class::Jsonb && format == Format::Binary;
-            let Some(body) = json_body(v, binary_jsonb) else { return Outcome::Null };
-            let Ok(text) = std::str::from_utf8(body) else { return Outcome::Null };
+            let Some(body) = json_body(v, binary_jsonb) else {
+                return Outcome::Null;
+            };
+            let Ok(text) = std::str::from_utf8(body) else {
+                return Outcome::Null;
+            };
             let ranges = m.detectors.find(text);
             if ranges.is_empty() {
                 return Outcome::Unchanged;
@@ -204,7 +238,14 @@ fn scan(m: &ColumnMask, class: Class, format: Format, key: &HashKey, v: &[u8], o
 }
 
 /// Copies `text` with each range replaced; returns the number of replacements.
-fn splice(s: &Strategy, key: &HashKey, text: &str, ranges: &[Range<usize>], json: bool, out: &mut Vec<u8>) -> u32 {
+fn splice(
+    s: &Strategy,
+    key: &HashKey,
+    text: &str,
+    ranges: &[Range<usize>],
+    json: bool,
+    out: &mut Vec<u8>,
+) -> u32 {
     let mut pos = 0;
     for r in ranges {
         out.extend_from_slice(&text.as_bytes()[pos..r.start]);
@@ -381,7 +422,11 @@ fn bytea(s: &Strategy, format: Format, key: &HashKey, v: &[u8], out: &mut Vec<u8
     match s {
         Strategy::Redact { placeholder } => replacement.extend_from_slice(placeholder.as_bytes()),
         Strategy::Partial { keep, mask } => {
-            let hidden = if raw.len() > *keep { raw.len() - keep } else { raw.len() };
+            let hidden = if raw.len() > *keep {
+                raw.len() - keep
+            } else {
+                raw.len()
+            };
             let mut buf = [0u8; 4];
             let m = mask.encode_utf8(&mut buf).as_bytes();
             for _ in 0..hidden {
@@ -414,7 +459,9 @@ fn decode_hex(hex: &[u8]) -> Option<Vec<u8>> {
     if hex.len() % 2 != 0 {
         return None;
     }
-    hex.chunks_exact(2).map(|p| Some(nib(p[0])? << 4 | nib(p[1])?)).collect()
+    hex.chunks_exact(2)
+        .map(|p| Some(nib(p[0])? << 4 | nib(p[1])?))
+        .collect()
 }
 
 fn decode_int(v: &[u8], width: u8) -> Option<i64> {
@@ -472,8 +519,14 @@ mod tests {
         let mut b = [0u8; 20];
         assert_eq!(format_i64(0, &mut b), b"0");
         assert_eq!(format_i64(-42, &mut b), b"-42");
-        assert_eq!(format_i64(i64::MIN, &mut b), i64::MIN.to_string().as_bytes());
-        assert_eq!(format_i64(i64::MAX, &mut b), i64::MAX.to_string().as_bytes());
+        assert_eq!(
+            format_i64(i64::MIN, &mut b),
+            i64::MIN.to_string().as_bytes()
+        );
+        assert_eq!(
+            format_i64(i64::MAX, &mut b),
+            i64::MAX.to_string().as_bytes()
+        );
     }
 
     #[test]

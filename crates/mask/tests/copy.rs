@@ -1,7 +1,8 @@
 mod common;
 use common::key;
 use drawbridge_mask::{
-    oid, rewrite_copy_line, ColumnMask, CopyFormat, CopyRewriter, Detectors, Error, Format, Plan, Strategy,
+    oid, rewrite_copy_line, ColumnMask, CopyFormat, CopyRewriter, Detectors, Error, Format, Plan,
+    Strategy,
 };
 
 fn text_col(st: Strategy) -> Option<ColumnMask> {
@@ -16,7 +17,15 @@ fn run(plan: &Plan, fmt: &CopyFormat, line: &[u8]) -> Vec<u8> {
 
 #[test]
 fn text_format_escapes_and_nulls() {
-    let plan = Plan::new(vec![None, text_col(Strategy::partial(3)), text_col(Strategy::redact()), None], key());
+    let plan = Plan::new(
+        vec![
+            None,
+            text_col(Strategy::partial(3)),
+            text_col(Strategy::redact()),
+            None,
+        ],
+        key(),
+    );
     let f = CopyFormat::text();
     // Unmasked fields with escapes pass byte for byte; masked ones are decoded first.
     let line = b"1\ta\\tb\\\\c\\nxyz\t\\N\tx\\ty\n";
@@ -24,7 +33,12 @@ fn text_format_escapes_and_nulls() {
     // The masked field decodes to 9 characters: 6 hidden, "xyz" kept.
     assert_eq!(out, b"1\t******xyz\t\\N\tx\\ty\n");
     // A masked value containing special characters is escaped on the way out.
-    let plan = Plan::new(vec![text_col(Strategy::Redact { placeholder: "a\tb\\c\nd".into() })], key());
+    let plan = Plan::new(
+        vec![text_col(Strategy::Redact {
+            placeholder: "a\tb\\c\nd".into(),
+        })],
+        key(),
+    );
     assert_eq!(run(&plan, &f, b"secret\n"), b"a\\tb\\\\c\\nd\n");
     let plan = Plan::new(vec![text_col(Strategy::Null), None], key());
     assert_eq!(run(&plan, &f, b"secret\tkeep\n"), b"\\N\tkeep\n");
@@ -32,25 +46,51 @@ fn text_format_escapes_and_nulls() {
 
 #[test]
 fn text_format_custom_delimiter_and_null() {
-    let f = CopyFormat::Text { delimiter: b'|', null: b"NULL".as_slice().into(), header: false };
-    let plan = Plan::new(vec![text_col(Strategy::Redact { placeholder: "a|b".into() }), text_col(Strategy::Null)], key());
+    let f = CopyFormat::Text {
+        delimiter: b'|',
+        null: b"NULL".as_slice().into(),
+        header: false,
+    };
+    let plan = Plan::new(
+        vec![
+            text_col(Strategy::Redact {
+                placeholder: "a|b".into(),
+            }),
+            text_col(Strategy::Null),
+        ],
+        key(),
+    );
     assert_eq!(run(&plan, &f, b"x\\|y|z\n"), b"a\\|b|NULL\n");
 }
 
 #[test]
 fn text_format_scanning() {
-    let scan = ColumnMask::new(Strategy::redact(), oid::TEXT, -1, Format::Text).scanning(Detectors::ALL);
+    let scan =
+        ColumnMask::new(Strategy::redact(), oid::TEXT, -1, Format::Text).scanning(Detectors::ALL);
     let plan = Plan::new(vec![None, Some(scan)], key());
     let f = CopyFormat::text();
-    assert_eq!(run(&plan, &f, b"7\tmail\\tbob@example.com now\n"), b"7\tmail\\t[REDACTED] now\n");
+    assert_eq!(
+        run(&plan, &f, b"7\tmail\\tbob@example.com now\n"),
+        b"7\tmail\\t[REDACTED] now\n"
+    );
     let clean = b"7\tnothing\\there\n";
-    assert_eq!(run(&plan, &f, clean), clean, "clean value kept byte for byte");
+    assert_eq!(
+        run(&plan, &f, clean),
+        clean,
+        "clean value kept byte for byte"
+    );
 }
 
 #[test]
 fn csv_quotes_commas_newlines_nulls() {
     let plan = Plan::new(
-        vec![None, text_col(Strategy::partial(2)), None, text_col(Strategy::redact()), text_col(Strategy::Null)],
+        vec![
+            None,
+            text_col(Strategy::partial(2)),
+            None,
+            text_col(Strategy::redact()),
+            text_col(Strategy::Null),
+        ],
         key(),
     );
     let f = CopyFormat::csv();
@@ -58,19 +98,42 @@ fn csv_quotes_commas_newlines_nulls() {
     let out = run(&plan, &f, line);
     // Field 1 decodes to `he said "hi", ok` (16 chars): 14 hidden.
     let expected = b"1,\"**************ok\",\"multi\nline, \"\"q\"\"\",,\n".to_vec();
-    assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&expected));
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&expected)
+    );
     // The empty unquoted field 3 was NULL and stays NULL; the quoted empty string is a value.
     let out = run(&plan, &f, b"1,\"\",2,\"\",\"\"\n");
     assert_eq!(out, b"1,\"\",2,\"[REDACTED]\",\n");
     // Masked values with quotes are quoted and escaped.
-    let plan = Plan::new(vec![text_col(Strategy::Redact { placeholder: "a\"b,c".into() })], key());
+    let plan = Plan::new(
+        vec![text_col(Strategy::Redact {
+            placeholder: "a\"b,c".into(),
+        })],
+        key(),
+    );
     assert_eq!(run(&plan, &f, b"v\n"), b"\"a\"\"b,c\"\n");
 }
 
 #[test]
 fn csv_custom_escape_and_null() {
-    let f = CopyFormat::Csv { delimiter: b';', quote: b'\'', escape: b'\\', null: b"NULL".as_slice().into(), header: false };
-    let plan = Plan::new(vec![text_col(Strategy::partial(3)), text_col(Strategy::Redact { placeholder: "it's".into() }), None], key());
+    let f = CopyFormat::Csv {
+        delimiter: b';',
+        quote: b'\'',
+        escape: b'\\',
+        null: b"NULL".as_slice().into(),
+        header: false,
+    };
+    let plan = Plan::new(
+        vec![
+            text_col(Strategy::partial(3)),
+            text_col(Strategy::Redact {
+                placeholder: "it's".into(),
+            }),
+            None,
+        ],
+        key(),
+    );
     let out = run(&plan, &f, b"'a\\'b;c\\\\d';x;NULL\n");
     // Field 0 decodes to `a'b;c\d` (7 chars).
     assert_eq!(out, b"'****c\\\\d';'it\\'s';NULL\n");
@@ -97,7 +160,10 @@ fn malformed_copy_lines() {
     let mut out = b"keep".to_vec();
     assert_eq!(
         rewrite_copy_line(&plan, &CopyFormat::text(), b"only one\n", &mut out),
-        Err(Error::FieldCount { expected: 2, found: 1 })
+        Err(Error::FieldCount {
+            expected: 2,
+            found: 1
+        })
     );
     assert!(rewrite_copy_line(&plan, &CopyFormat::text(), b"a\tb\tc\n", &mut out).is_err());
     assert!(rewrite_copy_line(&plan, &CopyFormat::text(), b"a\tb\\", &mut out).is_err());

@@ -21,10 +21,30 @@ fn row() -> Vec<Option<&'static [u8]>> {
 
 fn plan() -> Plan {
     let mut cols: Vec<Option<ColumnMask>> = vec![None; 10];
-    cols[2] = Some(ColumnMask::new(Strategy::hash(12).unwrap(), oid::TEXT, -1, Format::Text));
-    cols[3] = Some(ColumnMask::new(Strategy::redact(), oid::TEXT, -1, Format::Text));
-    cols[4] = Some(ColumnMask::new(Strategy::partial(4), oid::VARCHAR, -1, Format::Text));
-    cols[7] = Some(ColumnMask::new(Strategy::Null, oid::BPCHAR, 15, Format::Text));
+    cols[2] = Some(ColumnMask::new(
+        Strategy::hash(12).unwrap(),
+        oid::TEXT,
+        -1,
+        Format::Text,
+    ));
+    cols[3] = Some(ColumnMask::new(
+        Strategy::redact(),
+        oid::TEXT,
+        -1,
+        Format::Text,
+    ));
+    cols[4] = Some(ColumnMask::new(
+        Strategy::partial(4),
+        oid::VARCHAR,
+        -1,
+        Format::Text,
+    ));
+    cols[7] = Some(ColumnMask::new(
+        Strategy::Null,
+        oid::BPCHAR,
+        15,
+        Format::Text,
+    ));
     Plan::new(cols, key())
 }
 
@@ -63,12 +83,31 @@ fn passthrough_plan_copies_exactly() {
 #[test]
 fn growing_and_shrinking_values_fix_the_length() {
     let cols = vec![
-        Some(ColumnMask::new(Strategy::Redact { placeholder: "x".repeat(1000).into() }, oid::TEXT, -1, Format::Text)),
-        Some(ColumnMask::new(Strategy::Redact { placeholder: "".into() }, oid::TEXT, -1, Format::Text)),
+        Some(ColumnMask::new(
+            Strategy::Redact {
+                placeholder: "x".repeat(1000).into(),
+            },
+            oid::TEXT,
+            -1,
+            Format::Text,
+        )),
+        Some(ColumnMask::new(
+            Strategy::Redact {
+                placeholder: "".into(),
+            },
+            oid::TEXT,
+            -1,
+            Format::Text,
+        )),
     ];
     let p = Plan::new(cols, key());
     let mut out = Vec::new();
-    rewrite_data_row(&p, &frame(&[Some(b"a"), Some(b"a long value here")]), &mut out).unwrap();
+    rewrite_data_row(
+        &p,
+        &frame(&[Some(b"a"), Some(b"a long value here")]),
+        &mut out,
+    )
+    .unwrap();
     let got = parse(&out);
     assert_eq!(got[0].as_ref().unwrap().len(), 1000);
     assert_eq!(got[1].as_deref(), Some(&b""[..]));
@@ -89,7 +128,18 @@ fn tally_counts_per_column() {
 
 #[test]
 fn malformed_frames_are_errors_and_append_nothing() {
-    let p = Plan::new(vec![Some(ColumnMask::new(Strategy::redact(), oid::TEXT, -1, Format::Text)), None], key());
+    let p = Plan::new(
+        vec![
+            Some(ColumnMask::new(
+                Strategy::redact(),
+                oid::TEXT,
+                -1,
+                Format::Text,
+            )),
+            None,
+        ],
+        key(),
+    );
     let good = frame(&[Some(b"abc"), Some(b"de")]);
     let mut cases: Vec<(Vec<u8>, &str)> = Vec::new();
     let mut wrong_tag = good.clone();
@@ -125,19 +175,39 @@ fn malformed_frames_are_errors_and_append_nothing() {
     }
     let mut out = Vec::new();
     let three = frame(&[Some(b"a"), Some(b"b"), Some(b"c")]);
-    assert_eq!(rewrite_data_row(&p, &three, &mut out), Err(Error::ColumnCount { expected: 2, found: 3 }));
+    assert_eq!(
+        rewrite_data_row(&p, &three, &mut out),
+        Err(Error::ColumnCount {
+            expected: 2,
+            found: 3
+        })
+    );
 }
 
 #[test]
 fn binary_columns_in_a_row() {
     let cols = vec![
-        Some(ColumnMask::new(Strategy::hash(8).unwrap(), oid::INT8, -1, Format::Binary)),
+        Some(ColumnMask::new(
+            Strategy::hash(8).unwrap(),
+            oid::INT8,
+            -1,
+            Format::Binary,
+        )),
         None,
-        Some(ColumnMask::new(Strategy::redact(), oid::TIMESTAMPTZ, -1, Format::Binary)),
+        Some(ColumnMask::new(
+            Strategy::redact(),
+            oid::TIMESTAMPTZ,
+            -1,
+            Format::Binary,
+        )),
     ];
     let p = Plan::new(cols, key());
     let mut out = Vec::new();
-    let f = frame(&[Some(&7i64.to_be_bytes()), Some(b"\x00\x01"), Some(&[0u8; 8])]);
+    let f = frame(&[
+        Some(&7i64.to_be_bytes()),
+        Some(b"\x00\x01"),
+        Some(&[0u8; 8]),
+    ]);
     let stats = rewrite_data_row(&p, &f, &mut out).unwrap();
     let got = parse(&out);
     assert_eq!(got[0].as_ref().unwrap().len(), 8);

@@ -3,7 +3,7 @@ use base64::Engine;
 use drawbridge_mask::detect::{card, email, iban, ip, jwt, phone, secret, ssn};
 use drawbridge_mask::{Detectors, SemanticType};
 
-fn found<'a>(f: fn(&str) -> Vec<std::ops::Range<usize>>, text: &'a str) -> Vec<&'a str> {
+fn found(f: fn(&str) -> Vec<std::ops::Range<usize>>, text: &str) -> Vec<&str> {
     f(text).into_iter().map(|r| &text[r]).collect()
 }
 
@@ -21,22 +21,26 @@ fn cards_valid_luhn_and_issuer() {
         "30569309025904",
         "6200000000000005",
     ] {
-        assert_eq!(found(card::find, &format!("paid with {n}, thanks")), vec![n], "{n}");
+        assert_eq!(
+            found(card::find, &format!("paid with {n}, thanks")),
+            vec![n],
+            "{n}"
+        );
     }
 }
 
 #[test]
 fn cards_rejected() {
     for text in [
-        "4242424242424241",      // Luhn off by one
+        "4242424242424241", // Luhn off by one
         "4242424242424243",
-        "1234567812345670",      // Luhn-valid, no issuer starts with 1
-        "4111 1111-1111 1111",   // mixed separators
-        "42424242424242424242",  // 20 digits
-        "x4242424242424242",     // glued to a word
+        "1234567812345670",     // Luhn-valid, no issuer starts with 1
+        "4111 1111-1111 1111",  // mixed separators
+        "42424242424242424242", // 20 digits
+        "x4242424242424242",    // glued to a word
         "4242424242424242abc",
         "order 987654321",
-        "424242424242",          // 12 digits
+        "424242424242", // 12 digits
     ] {
         assert!(card::find(text).is_empty(), "{text}");
     }
@@ -53,9 +57,19 @@ fn ssn_valid_and_impossible() {
     assert_eq!(found(ssn::find, "ssn: 123-45-6789."), vec!["123-45-6789"]);
     assert_eq!(found(ssn::find, "ssn 123 45 6789"), vec!["123 45 6789"]);
     for bad in [
-        "000-12-3456", "666-12-3456", "900-12-3456", "999-12-3456", "123-00-4567",
-        "123-45-0000", "078-05-1120", "123456789", "123-45 6789", "1123-45-6789",
-        "123-45-67890", "123-45-6789-1", "555-123-4567",
+        "000-12-3456",
+        "666-12-3456",
+        "900-12-3456",
+        "999-12-3456",
+        "123-00-4567",
+        "123-45-0000",
+        "078-05-1120",
+        "123456789",
+        "123-45 6789",
+        "1123-45-6789",
+        "123-45-67890",
+        "123-45-6789-1",
+        "555-123-4567",
     ] {
         assert!(ssn::find(bad).is_empty(), "{bad}");
     }
@@ -97,8 +111,20 @@ fn iban_rejected() {
 #[test]
 fn emails_in_text() {
     let t = "Write to alice.smith+tag@example.co.uk. Or bob@ex-ample.com, not me.";
-    assert_eq!(found(email::find, t), vec!["alice.smith+tag@example.co.uk", "bob@ex-ample.com"]);
-    for bad in ["not@valid", "a@b.c", "x@@y.com", "@example.com", "user@-bad.com", "user@exa..mple.com", "a..b@example.com", "user@example.c0m"] {
+    assert_eq!(
+        found(email::find, t),
+        vec!["alice.smith+tag@example.co.uk", "bob@ex-ample.com"]
+    );
+    for bad in [
+        "not@valid",
+        "a@b.c",
+        "x@@y.com",
+        "@example.com",
+        "user@-bad.com",
+        "user@exa..mple.com",
+        "a..b@example.com",
+        "user@example.c0m",
+    ] {
         assert!(email::find(bad).is_empty(), "{bad}");
     }
 }
@@ -122,27 +148,75 @@ fn jwt_versus_random_dots() {
     let no_alg = format!("{}.{}.sig", b64(r#"{"typ":"JWT"}"#), b64(r#"{"a":1}"#));
     let not_json = format!("eyJub3QganNvbg.{}.sig", b64(r#"{"a":1}"#));
     let payload_not_object = format!("{}.{}.sig", b64(r#"{"alg":"HS256"}"#), b64("hello"));
-    for bad in [no_alg.as_str(), not_json.as_str(), payload_not_object.as_str(), "www.example.com", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.eyJ"] {
+    for bad in [
+        no_alg.as_str(),
+        not_json.as_str(),
+        payload_not_object.as_str(),
+        "www.example.com",
+        "a.b.c",
+        "eyJhbGciOiJIUzI1NiJ9.eyJ",
+    ] {
         assert!(jwt::find(bad).is_empty(), "{bad}");
     }
 }
 
 #[test]
 fn phones_conservative() {
-    for p in ["+1 (415) 555-2671", "415-555-2671", "(415) 555-2671", "415.555.2671", "1-800-555-0199", "+44 20 7946 0958", "+14155552671", "+33 1 23 45 67 89"] {
-        assert_eq!(found(phone::find, &format!("call {p} today")), vec![p], "{p}");
+    for p in [
+        "+1 (415) 555-2671",
+        "415-555-2671",
+        "(415) 555-2671",
+        "415.555.2671",
+        "1-800-555-0199",
+        "+44 20 7946 0958",
+        "+14155552671",
+        "+33 1 23 45 67 89",
+    ] {
+        assert_eq!(
+            found(phone::find, &format!("call {p} today")),
+            vec![p],
+            "{p}"
+        );
     }
-    for bad in ["123-456-7890", "415-155-2671", "2024-01-15", "4155552671", "version 1.2.3", "555-0123", "415-555.2671", "+123", "415-555-2671-99", "+1234567890123456"] {
+    for bad in [
+        "123-456-7890",
+        "415-155-2671",
+        "2024-01-15",
+        "4155552671",
+        "version 1.2.3",
+        "555-0123",
+        "415-555.2671",
+        "+123",
+        "415-555-2671-99",
+        "+1234567890123456",
+    ] {
         assert!(phone::find(bad).is_empty(), "{bad}");
     }
 }
 
 #[test]
 fn ip_addresses() {
-    assert_eq!(found(ip::find, "from 192.168.1.10, then 10.0.0.1."), vec!["192.168.1.10", "10.0.0.1"]);
-    assert_eq!(found(ip::find, "v6 2001:db8::1 and fe80::1%eth0"), vec!["2001:db8::1", "fe80::1"]);
-    assert_eq!(found(ip::find, "mapped ::ffff:192.0.2.1 ok"), vec!["::ffff:192.0.2.1"]);
-    for bad in ["10.0.0.256", "1.2.3", "1.2.3.4.5", "01.2.3.4", "at 12:30:45", "std::vector", "v1.2.3.4a"] {
+    assert_eq!(
+        found(ip::find, "from 192.168.1.10, then 10.0.0.1."),
+        vec!["192.168.1.10", "10.0.0.1"]
+    );
+    assert_eq!(
+        found(ip::find, "v6 2001:db8::1 and fe80::1%eth0"),
+        vec!["2001:db8::1", "fe80::1"]
+    );
+    assert_eq!(
+        found(ip::find, "mapped ::ffff:192.0.2.1 ok"),
+        vec!["::ffff:192.0.2.1"]
+    );
+    for bad in [
+        "10.0.0.256",
+        "1.2.3",
+        "1.2.3.4.5",
+        "01.2.3.4",
+        "at 12:30:45",
+        "std::vector",
+        "v1.2.3.4a",
+    ] {
         assert!(ip::find(bad).is_empty(), "{bad}");
     }
 }
@@ -158,16 +232,21 @@ fn secrets_known_prefixes() {
         "glpat-abcdefghij0123456789".to_string(),
     ];
     for c in &cases {
-        assert_eq!(found(secret::find, &format!("key={c};")), vec![c.as_str()], "{c}");
+        assert_eq!(
+            found(secret::find, &format!("key={c};")),
+            vec![c.as_str()],
+            "{c}"
+        );
     }
-    let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD9\n-----END RSA PRIVATE KEY-----";
+    let pem =
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD9\n-----END RSA PRIVATE KEY-----";
     let t = format!("cfg: {pem}\nmore");
     assert_eq!(found(secret::find, &t), vec![pem]);
     // A truncated key is masked to the end of the value.
     let cut = "x -----BEGIN PRIVATE KEY-----\nMIIBOgIBAAJB";
     assert_eq!(found(secret::find, cut), vec![&cut[2..]]);
     for bad in [
-        "AKIAIOSFODNN7EXAMPL",  // 15
+        "AKIAIOSFODNN7EXAMPL", // 15
         "AKIAIOSFODNN7EXAMPLEX",
         "XAKIAIOSFODNN7EXAMPLE",
         "sk_live_short",
@@ -184,7 +263,10 @@ fn detector_sets_merge_findings() {
     let t = "mail alice@example.com card 4242424242424242 ip 10.1.2.3";
     let all = Detectors::ALL.find(t);
     let got: Vec<&str> = all.iter().map(|r| &t[r.clone()]).collect();
-    assert_eq!(got, vec!["alice@example.com", "4242424242424242", "10.1.2.3"]);
+    assert_eq!(
+        got,
+        vec!["alice@example.com", "4242424242424242", "10.1.2.3"]
+    );
     let only_email = Detectors::of(&[SemanticType::Email]).find(t);
     assert_eq!(only_email.len(), 1);
     assert!(Detectors::NONE.find(t).is_empty());
@@ -195,5 +277,9 @@ fn detector_sets_merge_findings() {
 fn plain_prose_has_no_findings() {
     let t = "The meeting on 2024-03-15 at 10:30 moved to room 4B; budget 1,250,000 (v2.1.0). \
              See section 3.2.1 and call the front desk ext. 5521. Order #98765432101.";
-    assert!(Detectors::ALL.find(t).is_empty(), "{:?}", Detectors::ALL.find(t));
+    assert!(
+        Detectors::ALL.find(t).is_empty(),
+        "{:?}",
+        Detectors::ALL.find(t)
+    );
 }

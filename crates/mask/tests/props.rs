@@ -1,13 +1,24 @@
 mod common;
 use common::{frame, key, parse};
 use drawbridge_mask::{
-    oid, rewrite_copy_line, rewrite_data_row, ColumnMask, CopyFormat, Detectors, Format, Plan, Strategy as Mask,
+    oid, rewrite_copy_line, rewrite_data_row, ColumnMask, CopyFormat, Detectors, Format, Plan,
+    Strategy as Mask,
 };
 use proptest::prelude::*;
 
 const OIDS: [u32; 12] = [
-    oid::TEXT, oid::VARCHAR, oid::BPCHAR, oid::NAME, oid::JSON, oid::JSONB, oid::UUID, oid::INT4,
-    oid::INT8, oid::INET, oid::BYTEA, oid::NUMERIC,
+    oid::TEXT,
+    oid::VARCHAR,
+    oid::BPCHAR,
+    oid::NAME,
+    oid::JSON,
+    oid::JSONB,
+    oid::UUID,
+    oid::INT4,
+    oid::INT8,
+    oid::INET,
+    oid::BYTEA,
+    oid::NUMERIC,
 ];
 
 fn strategy() -> impl Strategy<Value = Mask> {
@@ -22,11 +33,18 @@ fn strategy() -> impl Strategy<Value = Mask> {
 fn column() -> impl Strategy<Value = Option<ColumnMask>> {
     prop_oneof![
         Just(None),
-        (strategy(), 0usize..OIDS.len(), -1i32..30, any::<bool>(), any::<bool>()).prop_map(|(s, o, typmod, bin, scan)| {
-            let fmt = if bin { Format::Binary } else { Format::Text };
-            let m = ColumnMask::new(s, OIDS[o], typmod, fmt);
-            Some(if scan { m.scanning(Detectors::ALL) } else { m })
-        }),
+        (
+            strategy(),
+            0usize..OIDS.len(),
+            -1i32..30,
+            any::<bool>(),
+            any::<bool>()
+        )
+            .prop_map(|(s, o, typmod, bin, scan)| {
+                let fmt = if bin { Format::Binary } else { Format::Text };
+                let m = ColumnMask::new(s, OIDS[o], typmod, fmt);
+                Some(if scan { m.scanning(Detectors::ALL) } else { m })
+            }),
     ]
 }
 
@@ -35,8 +53,12 @@ fn value() -> impl Strategy<Value = Option<Vec<u8>>> {
         Just(None),
         proptest::collection::vec(any::<u8>(), 0..40).prop_map(Some),
         "[ -~]{0,40}".prop_map(|s| Some(s.into_bytes())),
-        Just(Some(b"mail alice@example.com card 4242424242424242".to_vec())),
-        Just(Some(br#"{"a": "10.0.0.1", "b": 4242424242424242}"#.to_vec())),
+        Just(Some(
+            b"mail alice@example.com card 4242424242424242".to_vec()
+        )),
+        Just(Some(
+            br#"{"a": "10.0.0.1", "b": 4242424242424242}"#.to_vec()
+        )),
     ]
 }
 

@@ -43,6 +43,7 @@ pub(crate) struct CompiledRule {
     pub effect: crate::Effect,
     pub reason: Option<String>,
     pub max_rows: Option<u64>,
+    pub approval: Option<crate::file::Approval>,
     pub matchers: Vec<Matcher>,
 }
 
@@ -168,6 +169,9 @@ fn compile_rule(
     if rule.max_rows.is_some() && effect != crate::Effect::Allow {
         return Err("max_rows: only allow rules carry a row limit".into());
     }
+    if rule.approval.is_some() && effect != crate::Effect::RequireApproval {
+        return Err("approval: only require_approval rules ask for approval".into());
+    }
     let blocks: Vec<(String, Match)> = match (&rule.matches, &rule.match_any) {
         (Some(_), Some(_)) => return Err("give either match or match_any, not both".into()),
         (Some(m), None) => vec![("match".to_string(), m.clone())],
@@ -190,6 +194,7 @@ fn compile_rule(
         effect,
         reason: rule.reason.clone(),
         max_rows: rule.max_rows,
+        approval: rule.approval.clone(),
         matchers,
     })
 }

@@ -153,6 +153,9 @@ impl<'a, 'c> Evaluation<'a, 'c> {
     fn refusing(&mut self, rules: &'a [CompiledRule], effect: Effect) -> Vec<&'a CompiledRule> {
         let mut hit = Vec::new();
         for rule in rules.iter().filter(|r| r.effect == effect) {
+            if self.ctx.exempt.iter().any(|e| *e == rule.name) {
+                continue;
+            }
             let mut any = false;
             for m in &rule.matchers {
                 if self.holds(m, Mode::Refuse) {
@@ -209,12 +212,19 @@ impl<'a, 'c> Evaluation<'a, 'c> {
                     .unwrap_or_else(|| self.generated_reason(r, effect))
             })
             .unwrap_or_default();
+        let approval = (effect == Effect::RequireApproval).then(|| {
+            hit.first().and_then(|r| r.approval.clone()).unwrap_or(crate::file::Approval {
+                mode: crate::file::ApprovalMode::Hold,
+                min_approvals: 1,
+            })
+        });
         Decision {
             effect,
             rules: hit.iter().map(|r| r.name.clone()).collect(),
             reason,
             max_rows: None,
             cacheable: self.cacheable,
+            approval,
         }
     }
 
@@ -270,6 +280,7 @@ impl<'a, 'c> Evaluation<'a, 'c> {
                 rules: used,
                 max_rows,
                 cacheable: self.cacheable,
+                approval: None,
             },
             Some(op) => Decision {
                 effect: Effect::Deny,
@@ -277,6 +288,7 @@ impl<'a, 'c> Evaluation<'a, 'c> {
                 reason: format!("{} is not allowed by any rule", op_display(*op)),
                 max_rows: None,
                 cacheable: self.cacheable,
+                approval: None,
             },
         }
     }

@@ -95,6 +95,34 @@ pub struct Rule {
     /// Alternative to `match`: the rule applies when any one of these blocks holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub match_any: Option<Vec<Match>>,
+    /// `require_approval` rules only: how the approval is asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+}
+
+/// How a `require_approval` rule asks for a human's decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// `hold`: the statement waits until decided. `retry`: refused at once with the approval
+    /// id; once approved, the same statement from the same agent runs.
+    #[serde(default)]
+    pub mode: ApprovalMode,
+    /// Distinct operators who must approve.
+    #[serde(default = "one")]
+    pub min_approvals: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalMode {
+    #[default]
+    Hold,
+    Retry,
 }
 
 /// Conditions of a rule; every field given must hold.

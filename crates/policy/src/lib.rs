@@ -117,6 +117,8 @@ pub struct Decision {
     pub max_rows: Option<u64>,
     /// False when the outcome depended on the clock (time windows, CEL `now`).
     pub cacheable: bool,
+    /// For `RequireApproval`: how the deciding rule asks for it.
+    pub approval: Option<file::Approval>,
 }
 
 /// The outcome for a whole message (all its statements).
@@ -147,6 +149,8 @@ pub struct Context<'a> {
     pub target: &'a str,
     pub now: chrono::DateTime<chrono::Utc>,
     pub catalog: Option<&'a dyn FunctionCatalog>,
+    /// Deny and approval rules an operator's time-boxed grant exempts this principal from.
+    pub exempt: &'a [String],
 }
 
 /// A compiled policy.

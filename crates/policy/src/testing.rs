@@ -254,6 +254,7 @@ fn run_case(
         target: &case.target,
         now,
         catalog: Some(catalog),
+        exempt: &[],
     };
     let decision = match analyzer.analyze(&case.sql) {
         Ok(analysis) => {
@@ -264,6 +265,7 @@ fn run_case(
                 reason: v.reason,
                 max_rows: v.max_rows,
                 cacheable: v.cacheable,
+                approval: v.decisions.iter().find_map(|d| d.approval.clone()),
             }
         }
         Err(e) => Decision {
@@ -272,6 +274,7 @@ fn run_case(
             reason: e.to_string(),
             max_rows: None,
             cacheable: true,
+            approval: None,
         },
     };
     let mut failures = Vec::new();

@@ -68,6 +68,7 @@ fn judge(
         target: "prod",
         now: at(now),
         catalog,
+        exempt: &[],
     };
     policy.evaluate(s, &ctx)
 }
@@ -479,6 +480,7 @@ fn judge_combines_statements() {
         target: "prod",
         now: at(NOON),
         catalog: None,
+        exempt: &[],
     };
     let analysis = Analysis {
         statements: vec![

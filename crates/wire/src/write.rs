@@ -73,6 +73,21 @@ impl Builder {
         b.finish()
     }
 
+    /// NoticeResponse with severity NOTICE.
+    pub fn notice(message: &str, hint: Option<&str>) -> Vec<u8> {
+        let mut b = Builder::tagged(b'N');
+        for (field, value) in [(b'S', "NOTICE"), (b'V', "NOTICE"), (b'C', "00000"), (b'M', message)] {
+            b.buf.push(field);
+            b.cstr(value.as_bytes());
+        }
+        if let Some(h) = hint {
+            b.buf.push(b'H');
+            b.cstr(h.as_bytes());
+        }
+        b.buf.push(0);
+        b.finish()
+    }
+
     pub fn ready_for_query(status: u8) -> Vec<u8> {
         vec![b'Z', 0, 0, 0, 5, status]
     }

@@ -150,6 +150,9 @@ pub struct GatewayBuilder {
     targets: Vec<TargetSpec>,
     agents: Vec<Agent>,
     envs: Vec<(String, String)>,
+    extra: Vec<String>,
+    files: Vec<(String, String)>,
+    http: bool,
 }
 
 pub fn gateway() -> GatewayBuilder {
@@ -159,6 +162,9 @@ pub fn gateway() -> GatewayBuilder {
         targets: Vec::new(),
         agents: Vec::new(),
         envs: Vec::new(),
+        extra: Vec::new(),
+        files: Vec::new(),
+        http: false,
     }
 }
 
@@ -184,9 +190,37 @@ impl GatewayBuilder {
         self
     }
 
+    /// The body of the `[policy]` table, e.g. `file = "policy.yaml"` (default: the production pack).
+    pub fn policy(mut self, body: &str) -> Self {
+        self.policy = body.to_owned();
+        self
+    }
+
+    /// TOML appended to the config as is, e.g. an `[audit]` table.
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.extra.push(toml.to_owned());
+        self
+    }
+
+    /// A file written into the gateway's directory (beside the config) before it starts.
+    pub fn file(mut self, name: &str, contents: &str) -> Self {
+        self.files.push((name.to_owned(), contents.to_owned()));
+        self
+    }
+
+    /// Serve `/metrics` and `/healthz` on a free port (`Gateway::http_port`).
+    pub fn http(mut self) -> Self {
+        self.http = true;
+        self
+    }
+
     pub fn start(self) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let port = localpg::free_port().unwrap();
+        let http_port = self.http.then(|| localpg::free_port().unwrap());
+        for (name, contents) in &self.files {
+            std::fs::write(dir.path().join(name), contents).unwrap();
+        }
         let mut cfg = String::new();
         writeln!(cfg, "[server]\nlisten = \"127.0.0.1:{port}\"").unwrap();
         for line in &self.server {
@@ -199,25 +233,25 @@ impl GatewayBuilder {
         for a in &self.agents {
             writeln!(cfg, "{}\n", a.snippet.trim()).unwrap();
         }
+        if let Some(p) = http_port {
+            writeln!(cfg, "[http]\nlisten = \"127.0.0.1:{p}\"\n").unwrap();
+        }
+        for extra in &self.extra {
+            writeln!(cfg, "{}\n", extra.trim()).unwrap();
+        }
         let config_path = dir.path().join("drawbridge.toml");
         std::fs::write(&config_path, &cfg).unwrap();
         let log_path = dir.path().join("gateway.log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(BIN)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .envs(self.envs.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        std::fs::File::create(&log_path).unwrap();
+        let child = spawn_serve(&config_path, &log_path, &self.envs);
         let mut gw = Gateway {
             child,
             port,
+            http_port,
             log_path,
+            config_path,
             config: cfg,
+            envs: self.envs,
             _dir: dir,
         };
         gw.wait_ready();
@@ -225,16 +259,85 @@ impl GatewayBuilder {
     }
 }
 
+/// `drawbridge serve`, appending its output to `log_path`.
+fn spawn_serve(config_path: &Path, log_path: &Path, envs: &[(String, String)]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log_path)
+        .unwrap();
+    Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(config_path)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 /// A running `drawbridge serve`; killed on drop.
 pub struct Gateway {
     child: Child,
     pub port: u16,
+    /// The `[http]` listener, when the builder asked for one.
+    pub http_port: Option<u16>,
     pub log_path: PathBuf,
+    pub config_path: PathBuf,
     pub config: String,
+    envs: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
 impl Gateway {
+    /// The directory holding the config, the log and anything relative paths name.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, …) to the gateway process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -s {name} failed");
+    }
+
+    /// SIGKILL, and wait for the process to be gone. Files stay.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the gateway again (killing it first if it still runs) with the same config,
+    /// directory and log file.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.child = spawn_serve(&self.config_path, &self.log_path, &self.envs);
+        self.wait_ready();
+    }
+
+    /// `drawbridge ARGS… --config <this gateway's config>`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut full: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        full.push("--config".as_ref());
+        full.push(self.config_path.as_os_str());
+        drawbridge(&full)
+    }
+
+    /// A plain HTTP/1.1 GET against the `[http]` listener: (status, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        let port = self.http_port.expect("gateway started without .http()");
+        http_get(port, path)
+    }
+
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -301,6 +404,64 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The `drawbridge` binary with these arguments, output captured.
+pub fn drawbridge<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// GET `path` from 127.0.0.1:`port` over HTTP/1.1: (status, body). Handles chunked bodies.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::Write;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of headers in {raw:?}"));
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+    let chunked = head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let Some((size, after)) = rest.split_once("\r\n") else {
+            return out;
+        };
+        let n = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        if n == 0 || after.len() < n {
+            return out;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
     }
 }
 

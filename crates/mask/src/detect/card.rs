@@ -110,13 +110,12 @@ fn known_issuer(d: &[u8]) -> bool {
     let amex = matches!(p2, 34 | 37) && n == 15;
     let mastercard = ((51..=55).contains(&p2) || (2221..=2720).contains(&p4)) && n == 16;
     let long = (16..=19).contains(&n);
-    let discover = (p4 == 6011
-        || (644..=649).contains(&p3)
-        || p2 == 65
-        || (622_126..=622_925).contains(&p6))
-        && long;
+    let discover =
+        (p4 == 6011 || (644..=649).contains(&p3) || p2 == 65 || (622_126..=622_925).contains(&p6))
+            && long;
     let unionpay = p2 == 62 && long;
     let jcb = (3528..=3589).contains(&p4) && long;
-    let diners = ((300..=305).contains(&p3) || matches!(p2, 36 | 38 | 39)) && (14..=19).contains(&n);
+    let diners =
+        ((300..=305).contains(&p3) || matches!(p2, 36 | 38 | 39)) && (14..=19).contains(&n);
     visa || amex || mastercard || discover || unionpay || jcb || diners
 }

@@ -17,7 +17,8 @@ pub fn find(text: &str) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        let prev_ok = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || matches!(b[i - 1], b'.' | b':'));
+        let prev_ok =
+            i == 0 || !(b[i - 1].is_ascii_alphanumeric() || matches!(b[i - 1], b'.' | b':'));
         if prev_ok && is_v6(b[i]) && b[i] != b'.' {
             if let Some(end) = v6_at(b, i).or_else(|| v4_at(b, i)) {
                 out.push(i..end);
@@ -39,7 +40,8 @@ fn run(b: &[u8], start: usize, f: fn(u8) -> bool) -> usize {
 }
 
 fn followed_by_word(b: &[u8], j: usize) -> bool {
-    b.get(j).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    b.get(j)
+        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
 fn v4_at(b: &[u8], start: usize) -> Option<usize> {

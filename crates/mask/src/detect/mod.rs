@@ -109,7 +109,9 @@ impl Detectors {
     }
 
     pub fn iter(self) -> impl Iterator<Item = SemanticType> {
-        SemanticType::ALL.into_iter().filter(move |t| self.contains(*t))
+        SemanticType::ALL
+            .into_iter()
+            .filter(move |t| self.contains(*t))
     }
 
     /// Ranges found by every detector in the set, sorted, with overlaps merged.

@@ -17,7 +17,8 @@ pub fn find(text: &str) -> Vec<Range<usize>> {
     while i < b.len() {
         let c = b[i];
         let starts = c == b'+' || c == b'(' || c.is_ascii_digit();
-        let prev_ok = i == 0 || !(is_alnum(b[i - 1]) || matches!(b[i - 1], b'+' | b'-' | b'.' | b'/' | b'_'));
+        let prev_ok =
+            i == 0 || !(is_alnum(b[i - 1]) || matches!(b[i - 1], b'+' | b'-' | b'.' | b'/' | b'_'));
         if starts && prev_ok {
             if let Some(end) = north_american(b, i).or_else(|| international(b, i)) {
                 out.push(i..end);

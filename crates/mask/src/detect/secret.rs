@@ -35,7 +35,12 @@ struct Shape {
 }
 
 const fn shape(prefix: &'static [u8], body: Body, min: usize, exact: Option<usize>) -> Shape {
-    Shape { prefix, body, min, exact }
+    Shape {
+        prefix,
+        body,
+        min,
+        exact,
+    }
 }
 
 const SHAPES: &[Shape] = &[
@@ -69,6 +74,17 @@ const SHAPES: &[Shape] = &[
     shape(b"sk-proj-", Body::AlnumDashUnderscore, 20, None),
 ];
 
+/// Bytes that begin some prefix: most positions are rejected with one lookup.
+const STARTS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut k = 0;
+    while k < SHAPES.len() {
+        t[SHAPES[k].prefix[0] as usize] = true;
+        k += 1;
+    }
+    t
+};
+
 pub fn find(text: &str) -> Vec<Range<usize>> {
     let b = text.as_bytes();
     let mut out = Vec::new();
@@ -76,8 +92,10 @@ pub fn find(text: &str) -> Vec<Range<usize>> {
     let mut i = 0;
     while i < b.len() {
         let word_start = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
-        if word_start {
-            if let Some(end) = SHAPES.iter().find_map(|s| shape_at(s, b, i)) {
+        if word_start && STARTS[usize::from(b[i])] {
+            let first = b[i];
+            let mut shapes = SHAPES.iter().filter(|s| s.prefix[0] == first);
+            if let Some(end) = shapes.find_map(|s| shape_at(s, b, i)) {
                 out.push(i..end);
                 i = end;
                 continue;

@@ -1,0 +1,299 @@
+//! Policies in the real binary: SIGHUP reload, the read-only pack against a real catalog,
+//! `drawbridge check` and `drawbridge policy test`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+
+async fn refused(client: &tokio_postgres::Client, sql: &str) -> String {
+    let err = client
+        .batch_execute(sql)
+        .await
+        .expect_err(&format!("{sql} should be refused"));
+    let (code, msg) = db_error(&err);
+    assert_eq!(code, "42501", "{sql}: {msg}");
+    assert!(msg.starts_with("drawbridge:"), "{sql}: {msg}");
+    msg
+}
+
+async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. SIGHUP reload.
+
+const SELECT_ONLY: &str = "version: 1
+rules:
+  - name: allow-reads
+    effect: allow
+    match: { operations: [select, function_call] }
+";
+
+const SELECT_AND_INSERT: &str = "version: 1
+rules:
+  - name: allow-reads
+    effect: allow
+    match: { operations: [select, function_call] }
+  - name: allow-inserts
+    effect: allow
+    match: { operations: [insert] }
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_policy_and_keeps_the_old_one_on_error() {
+    let up = Upstream::start();
+    let agent = Agent::new("reloader");
+    let gw = gateway()
+        .target(up.target("app"))
+        .agent(&agent)
+        .policy("file = \"policy.yaml\"")
+        .file("policy.yaml", SELECT_ONLY)
+        .start();
+    let policy_path = gw.dir().join("policy.yaml");
+    let (client, _m) = connect(&gw.url(&agent, "app")).await.unwrap();
+    assert_eq!(count(&client, "SELECT count(*) FROM users").await, 50);
+    let msg = refused(&client, "INSERT INTO users (id, name) VALUES (101, 'a')").await;
+    assert!(msg.contains("default-deny"), "{msg}");
+
+    // Replace atomically so the gateway never reads half a file.
+    let replace = |contents: &str| {
+        let tmp = gw.dir().join("policy.yaml.tmp");
+        std::fs::write(&tmp, contents).unwrap();
+        std::fs::rename(&tmp, &policy_path).unwrap();
+    };
+    let occurrences = |needle: &str| gw.logs().matches(needle).count();
+
+    replace(SELECT_AND_INSERT);
+    gw.signal("HUP");
+    let logs = gw.wait_logs(Duration::from_secs(10), |l| l.contains("policy reloaded"));
+    assert!(logs.contains("policy reloaded"), "no reload in the log:\n{logs}");
+    // The open session and a new one both judge with the new policy.
+    client
+        .batch_execute("INSERT INTO users (id, name) VALUES (101, 'a')")
+        .await
+        .unwrap();
+    let (fresh, _m2) = connect(&gw.url(&agent, "app")).await.unwrap();
+    fresh
+        .batch_execute("INSERT INTO users (id, name) VALUES (102, 'b')")
+        .await
+        .unwrap();
+    refused(&fresh, "DELETE FROM users WHERE id = 101").await;
+
+    replace("version: 1\nrules:\n  - name: broken\n    effect: perhaps\n");
+    gw.signal("HUP");
+    let logs = gw.wait_logs(Duration::from_secs(10), |l| l.contains("policy reload failed"));
+    assert!(logs.contains("policy reload failed"), "no reload error in the log:\n{logs}");
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("policy reload failed") && l.contains("policy.yaml")),
+        "the error does not name the file:\n{logs}"
+    );
+    assert_eq!(occurrences("policy reloaded"), 1, "{logs}");
+    // The previous (select + insert) policy is still in force.
+    client
+        .batch_execute("INSERT INTO users (id, name) VALUES (103, 'c')")
+        .await
+        .unwrap();
+    assert_eq!(count(&client, "SELECT count(*) FROM users").await, 53);
+    refused(&client, "DELETE FROM users WHERE id = 101").await;
+
+    // Missing file: also refused, also no change.
+    std::fs::remove_file(&policy_path).unwrap();
+    gw.signal("HUP");
+    let logs = gw.wait_logs(Duration::from_secs(10), |l| {
+        l.matches("policy reload failed").count() >= 2
+    });
+    assert_eq!(logs.matches("policy reload failed").count(), 2, "{logs}");
+    fresh
+        .batch_execute("INSERT INTO users (id, name) VALUES (104, 'd')")
+        .await
+        .unwrap();
+    assert_eq!(up.admin("SELECT count(*) FROM users").trim(), "54");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. The read-only pack, judged with the target's real catalog.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_pack_refuses_every_write_path() {
+    let up = Upstream::start();
+    up.admin(
+        "CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2), (3);
+         CREATE SEQUENCE s; SELECT nextval('s');
+         ALTER TABLE t OWNER TO app_owner; ALTER SEQUENCE s OWNER TO app_owner;",
+    );
+    let agent = Agent::new("reader");
+    let gw = gateway()
+        .target(up.target("app"))
+        .agent(&agent)
+        .policy("pack = \"read-only\"")
+        .start();
+    let (client, _m) = connect(&gw.url(&agent, "app")).await.unwrap();
+    let row = client
+        .query_one("SELECT now() IS NOT NULL, lower('X')", &[])
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    assert_eq!(row.get::<_, String>(1), "x");
+    client
+        .batch_execute("SELECT now(), lower('X')")
+        .await
+        .unwrap();
+    assert_eq!(count(&client, "SELECT count(*) FROM t").await, 3);
+
+    let seq_before = up.admin("SELECT last_value || ',' || is_called FROM s");
+    let search_path = up.admin("SELECT setting FROM pg_settings WHERE name = 'search_path'");
+    for sql in [
+        "SELECT nextval('s')",
+        "SELECT setval('s', 5)",
+        "SELECT set_config('search_path', 'public', false)",
+        "SELECT pg_advisory_lock(1)",
+        "SELECT lo_import('/etc/hosts')",
+        "SELECT * FROM t FOR UPDATE",
+        "SELECT * INTO t2 FROM t",
+        "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+        "BEGIN READ WRITE",
+        "COMMIT; INSERT INTO t VALUES (1)",
+        "select pg_catalog.nextval('s')",
+        "SELECT U&\"s\\0065tval\"('s', 9)",
+    ] {
+        refused(&client, sql).await;
+        // The session stays usable, and not inside a transaction the refusal left open.
+        assert_eq!(count(&client, "SELECT count(*) FROM t").await, 3, "after {sql}");
+    }
+    // Also through the extended protocol.
+    let err = client
+        .query("SELECT nextval('s')", &[])
+        .await
+        .expect_err("nextval over the extended protocol");
+    assert_eq!(db_error(&err).0, "42501");
+
+    assert_eq!(up.admin("SELECT count(*) FROM t").trim(), "3");
+    assert_eq!(up.admin("SELECT last_value || ',' || is_called FROM s"), seq_before);
+    assert_eq!(up.admin("SELECT to_regclass('public.t2') IS NULL").trim(), "t");
+    assert_eq!(up.admin("SELECT count(*) FROM pg_largeobject_metadata").trim(), "0");
+    assert_eq!(
+        up.admin("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").trim(),
+        "0"
+    );
+    let path_now: String = client
+        .query_one("SHOW search_path", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(path_now.trim(), search_path.trim());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. `drawbridge check` and `drawbridge policy test`.
+
+fn packs_tests() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy/packs/tests")
+}
+
+#[test]
+fn check_explains_and_exits_by_decision() {
+    let agent = Agent::new("checker");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("drawbridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[policy]\npack = \"production\"\nwith = {{ max_rows = 100 }}\n\n[targets.app]\nhost = \"127.0.0.1\"\ndatabase = \"app\"\nuser = \"app\"\n\n{}\n",
+            agent.snippet.trim()
+        ),
+    )
+    .unwrap();
+    let check = |extra: &[&str], sql: &str| {
+        let mut args = vec!["check", "--config", config.to_str().unwrap()];
+        args.extend_from_slice(&["--agent", "checker", "--target", "app"]);
+        args.extend_from_slice(extra);
+        args.push(sql);
+        let out = drawbridge(&args);
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+
+    let (code, out, err) = check(&[], "SELECT id FROM users WHERE id = 1");
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("operations: select"), "{out}");
+    assert!(out.contains("everything-else"), "{out}");
+    assert!(out.contains("verdict: allow"), "{out}");
+
+    let (code, out, err) = check(&[], "UPDATE users SET name = 'x' WHERE id = 1");
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("row-limit") && out.contains("100 rows"), "{out}");
+
+    let (code, out, err) = check(&[], "/* hi */ truncate users");
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("operations: truncate"), "{out}");
+    assert!(out.contains("no-truncate"), "{out}");
+    assert!(out.contains("verdict: deny"), "{out}");
+
+    // Each statement of a message is explained; the worst decides.
+    let (code, out, _) = check(&[], "SELECT 1; DELETE FROM users");
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(out.matches("statement:").count(), 2, "{out}");
+    assert!(out.contains("no-delete-without-where"), "{out}");
+
+    let (code, out, err) = check(&["--json"], "DROP TABLE users");
+    assert_eq!(code, Some(1), "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["effect"], "deny", "{v}");
+    assert!(v["rules"].as_array().unwrap().iter().any(|r| r == "no-drop-table"), "{v}");
+    assert_eq!(v["statements"][0]["decision"]["effect"], "deny", "{v}");
+
+    let (code, out, _) = check(&["--json"], "SELECT 1");
+    assert_eq!(code, Some(0), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["effect"], "allow", "{v}");
+
+    let (code, out, _) = check(&[], "SELEC 1");
+    assert_eq!(code, Some(1), "unparsable SQL must not pass: {out}");
+}
+
+#[test]
+fn policy_test_runs_pack_cases_and_fails_wrong_ones() {
+    let dir = packs_tests();
+    let files = [dir.join("production.yaml"), dir.join("read-only.yaml")];
+    for f in &files {
+        assert!(f.exists(), "{} missing", f.display());
+    }
+    let mut args = vec!["policy".as_ref(), "test".as_ref()];
+    args.extend(files.iter().map(|f| f.as_os_str()));
+    let out = drawbridge(&args);
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "pack tests fail:\n{report}{}", text(&out.stderr));
+    assert!(report.contains(" 0 failed"), "{report}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let wrong = tmp.path().join("wrong.yaml");
+    std::fs::write(
+        &wrong,
+        "pack: production
+cases:
+  - { name: select is allowed, sql: \"SELECT 1\", expect: allow }
+  - { name: truncate claimed allowed, sql: \"TRUNCATE users\", expect: allow }
+  - { name: drop blamed on the wrong rule, sql: \"DROP TABLE users\", expect: deny, rule: no-truncate }
+",
+    )
+    .unwrap();
+    let out = drawbridge(&["policy".as_ref(), "test".as_ref(), wrong.as_os_str()]);
+    let report = text(&out.stdout);
+    assert!(!out.status.success(), "wrong expectations passed:\n{report}");
+    assert!(report.contains("1 passed, 2 failed"), "{report}");
+    assert!(report.contains("truncate claimed allowed"), "{report}");
+    assert!(report.contains("drop blamed on the wrong rule"), "{report}");
+
+    // A good file next to a failing one still fails the run.
+    let out = drawbridge(&[
+        "policy".as_ref(),
+        "test".as_ref(),
+        files[0].as_os_str(),
+        wrong.as_os_str(),
+    ]);
+    assert!(!out.status.success());
+}
