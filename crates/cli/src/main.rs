@@ -49,8 +49,9 @@ enum Command {
     },
     /// Audit records: verify, tail, search, replay, export.
     Audit {
+        /// The gateway's drawbridge.toml (its [audit] table says where the records are).
         #[arg(long, short, global = true)]
-        config: PathBuf,
+        config: Option<PathBuf>,
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
@@ -95,7 +96,10 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => demo::run(args),
-        Command::Audit { config, command } => audit::run(command, &config),
+        Command::Audit { config, command } => match config {
+            Some(config) => audit::run(command, &config),
+            None => Err(anyhow::anyhow!("audit: give --config drawbridge.toml")),
+        },
         Command::Approvals(args) => approvals::run_args(args),
         Command::Operator { command: OperatorCommand::New { name } } => {
             approvals::operator_new(&name);

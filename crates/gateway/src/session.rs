@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Notify};
 
 use policy::{Decision, Effect};
 use sql::{Analysis, Operation, Statement};
@@ -149,6 +149,53 @@ enum Expect {
     Write(Vec<u8>),
 }
 
+impl Expect {
+    /// Kinds `Outbound` must act on without waiting for the target to send anything.
+    fn wakes(&self) -> bool {
+        matches!(
+            self,
+            Expect::Release
+                | Expect::DropHeld
+                | Expect::Barrier(_)
+                | Expect::Fatal(_)
+                | Expect::Write(_)
+                | Expect::GuardExecute { .. }
+        )
+    }
+}
+
+/// Expectations from `Inbound` to `Outbound`. Most wake nobody: `Outbound` reads them when
+/// the target's answer arrives, and they were queued before the frames that cause it. This
+/// keeps the common path free of wake-ups.
+#[derive(Default)]
+struct Mailbox {
+    queue: parking_lot::Mutex<VecDeque<Expect>>,
+    notify: Notify,
+    closed: AtomicBool,
+}
+
+impl Mailbox {
+    fn send(&self, e: Expect) {
+        let wake = e.wakes();
+        self.queue.lock().push_back(e);
+        if wake {
+            self.notify.notify_one();
+        }
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    fn drain_into(&self, out: &mut VecDeque<Expect>) {
+        let mut q = self.queue.lock();
+        if !q.is_empty() {
+            out.append(&mut q);
+        }
+    }
+}
+
 #[derive(Debug)]
 enum GuardReport {
     /// Within the limit; the rows changed.
@@ -161,9 +208,29 @@ enum GuardReport {
 
 /// Protocol-level prepared statements and portals as the gateway judged them.
 enum Prepared {
-    /// With the audit number of the Parse that judged it.
-    Allowed(Arc<Judged>, u64),
+    /// With the audit number of the Parse that judged it, and — for a statement that needs
+    /// approval — its text and (for a portal) the Bind's parameters, since approval is asked
+    /// for each execution with the values it will run with.
+    Allowed { judged: Arc<Judged>, id: u64, approval: Option<Arc<Approvable>> },
     Refused(Arc<Vec<u8>>),
+}
+
+struct Approvable {
+    text: String,
+    params: Option<Vec<u8>>,
+}
+
+impl Approvable {
+    /// What operators see and what a retry-mode approval is bound to.
+    fn describe(&self) -> String {
+        match &self.params {
+            None => self.text.clone(),
+            Some(p) => {
+                let hex: String = p.iter().map(|b| format!("{b:02x}")).collect();
+                format!("{}\n-- with Bind parameters (hex): {hex}", self.text)
+            }
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -187,7 +254,7 @@ pub async fn run(
     };
     let (client_r, client_w) = tokio::io::split(client.io);
     let (server_r, server_w) = tokio::io::split(server.io);
-    let (tx, rx) = mpsc::unbounded_channel();
+    let mailbox = Mailbox::default();
 
     let mut inbound = Inbound {
         shared: &shared,
@@ -199,7 +266,7 @@ pub async fn run(
         client: Frames::with_buffer(client_r, client.buf, wire::MAX_MESSAGE_LEN),
         server: server_w,
         out: Vec::with_capacity(16 * 1024),
-        expect: tx,
+        expect: &mailbox,
         statements: HashMap::new(),
         portals: HashMap::new(),
         sql_prepared: HashMap::new(),
@@ -213,7 +280,7 @@ pub async fn run(
         target: &target,
         server: Frames::with_buffer(server_r, server.buf, wire::MAX_MESSAGE_LEN),
         client: client_w,
-        expect: rx,
+        expect: &mailbox,
         queue: VecDeque::new(),
         out: Vec::with_capacity(16 * 1024),
         held: Vec::new(),
@@ -254,7 +321,7 @@ struct Inbound<'a> {
     server: WriteHalf<BoxIo>,
     /// Frames to write to the target at the end of this read.
     out: Vec<u8>,
-    expect: mpsc::UnboundedSender<Expect>,
+    expect: &'a Mailbox,
     statements: HashMap<Vec<u8>, Prepared>,
     portals: HashMap<Vec<u8>, Prepared>,
     /// `PREPARE name AS …` bodies, judged again at each EXECUTE: every body seen for the
@@ -272,6 +339,7 @@ impl Inbound<'_> {
     async fn run(&mut self) -> Result<(), Error> {
         let r = self.relay().await;
         self.flags.client_done.store(true, Ordering::Relaxed);
+        self.expect.close();
         if let Err(Error::Protocol(e)) = &r {
             let msg = format!("drawbridge: invalid message from client: {e}");
             self.send(Expect::Fatal(Builder::error("FATAL", "08P01", &msg, None)));
@@ -313,8 +381,7 @@ impl Inbound<'_> {
     }
 
     fn send(&self, e: Expect) {
-        // The other half is gone only when the session is ending anyway.
-        let _ = self.expect.send(e);
+        self.expect.send(e);
     }
 
     async fn flush(&mut self) -> Result<(), Error> {
@@ -337,12 +404,19 @@ impl Inbound<'_> {
             frontend::BIND => {
                 let b = frontend::bind(body)?;
                 let judged = match self.statements.get(b.statement) {
-                    Some(Prepared::Allowed(j, id)) => Prepared::Allowed(j.clone(), *id),
+                    Some(Prepared::Allowed { judged, id, approval }) => Prepared::Allowed {
+                        judged: judged.clone(),
+                        id: *id,
+                        approval: approval.as_ref().map(|a| {
+                            let params = body.get(b.portal.len() + b.statement.len() + 2..).map(<[u8]>::to_vec);
+                            Arc::new(Approvable { text: a.text.clone(), params })
+                        }),
+                    },
                     Some(Prepared::Refused(r)) => Prepared::Refused(r.clone()),
                     None => Prepared::Refused(unknown_statement()),
                 };
                 match &judged {
-                    Prepared::Allowed(..) => self.out.extend_from_slice(frame),
+                    Prepared::Allowed { .. } => self.out.extend_from_slice(frame),
                     Prepared::Refused(r) => self.refuse_in_batch(r.clone()),
                 }
                 self.portals.insert(b.portal.to_vec(), judged);
@@ -513,16 +587,11 @@ impl Inbound<'_> {
     async fn parse(&mut self, frame: &[u8], name: &[u8], text: &[u8]) -> Result<(), Error> {
         let judged = self.judge(text);
         self.stats.statements += judged.analysis.statements.len() as u64;
-        let mut verdict = judged.verdict.clone();
-        if let Verdict::Approve { rule, reason, approval } = &verdict {
-            // The Parse waits (hold) or is refused until approved (retry); the rest of the
-            // batch follows it as usual.
-            self.flush().await?;
-            verdict = match self.seek_approval(&judged, &sql_text(text), rule, reason, approval).await? {
-                Some(r) => Verdict::Refuse(r),
-                None => Verdict::Run { limits: vec![] },
-            };
-        }
+        // A statement that needs approval is parsed as usual; approval is asked at each
+        // Execute, with the parameters it will run with.
+        let approval = matches!(judged.verdict, Verdict::Approve { .. })
+            .then(|| Arc::new(Approvable { text: sql_text(text).into_owned(), params: None }));
+        let verdict = judged.verdict.clone();
         let entry = match self.record(&judged, text, "extended") {
             Err(Verdict::Refuse(r)) => {
                 self.refuse_in_batch(r.clone());
@@ -537,7 +606,7 @@ impl Inbound<'_> {
                 _ => {
                     self.out.extend_from_slice(frame);
                     self.remember_sql_prepares(&judged.analysis);
-                    Prepared::Allowed(judged, ids.first().copied().unwrap_or(u64::MAX))
+                    Prepared::Allowed { judged, id: ids.first().copied().unwrap_or(u64::MAX), approval }
                 }
             },
         };
@@ -638,7 +707,21 @@ impl Inbound<'_> {
 
     async fn execute(&mut self, frame: &[u8], e: frontend::Execute<'_>) -> Result<(), Error> {
         let (judged, id) = match self.portals.get(e.portal) {
-            Some(Prepared::Allowed(j, id)) => (j.clone(), *id),
+            Some(Prepared::Allowed { judged, id, approval }) => {
+                if let (Some(a), Verdict::Approve { rule, reason, approval: spec }) = (approval.clone(), judged.verdict.clone()) {
+                    let judged = judged.clone();
+                    self.flush().await?;
+                    match self.seek_approval(&judged, &a.describe(), &rule, &reason, &spec).await? {
+                        Some(r) => self.refuse_in_batch(r),
+                        None => {
+                            self.batch_executes += 1;
+                            self.out.extend_from_slice(frame);
+                        }
+                    }
+                    return Ok(());
+                }
+                (judged.clone(), *id)
+            }
             Some(Prepared::Refused(r)) => {
                 let r = r.clone();
                 self.refuse_in_batch(r);
@@ -932,7 +1015,12 @@ fn verdict_of(decisions: &[Decision], countable: &[bool]) -> Verdict {
         let rule = d.rules.first().map(String::as_str).unwrap_or("default-deny");
         return refusal("42501", format!("drawbridge: blocked by rule {rule}: {}", d.reason), None);
     }
-    if let Some(d) = decisions.iter().find(|d| d.effect == Effect::RequireApproval) {
+    // Several statements may each ask for approval: the strictest ask wins (most
+    // approvers; hold over retry), so one statement cannot soften another's rule.
+    let strictness = |d: &&Decision| {
+        d.approval.as_ref().map_or((1, 1), |a| (a.min_approvals, u32::from(a.mode == policy::file::ApprovalMode::Hold)))
+    };
+    if let Some(d) = decisions.iter().filter(|d| d.effect == Effect::RequireApproval).max_by_key(strictness) {
         return Verdict::Approve {
             rule: d.rules.first().cloned().unwrap_or_default(),
             reason: d.reason.clone(),
@@ -1025,7 +1113,7 @@ struct Outbound<'a> {
     target: &'a str,
     server: Frames<ReadHalf<BoxIo>>,
     client: WriteHalf<BoxIo>,
-    expect: mpsc::UnboundedReceiver<Expect>,
+    expect: &'a Mailbox,
     queue: VecDeque<Expect>,
     out: Vec<u8>,
     held: Vec<u8>,
@@ -1038,20 +1126,20 @@ struct Outbound<'a> {
 
 impl Outbound<'_> {
     async fn run(&mut self) -> Result<(), Error> {
-        let mut inbound_open = true;
         loop {
             if self.immediate().await? {
                 return Ok(());
             }
-            if !inbound_open && self.queue.is_empty() {
-                return Ok(());
+            if self.expect.closed.load(Ordering::Acquire) && self.queue.is_empty() {
+                self.expect.drain_into(&mut self.queue);
+                if self.queue.is_empty() {
+                    return Ok(());
+                }
+                continue;
             }
             tokio::select! {
                 biased;
-                e = self.expect.recv(), if inbound_open => match e {
-                    Some(e) => self.queue.push_back(e),
-                    None => inbound_open = false,
-                },
+                _ = self.expect.notify.notified() => {}
                 r = self.server.fill() => {
                     if !r? {
                         if self.flags.client_done.load(Ordering::Relaxed) {
@@ -1069,9 +1157,7 @@ impl Outbound<'_> {
 
     /// Runs expectations at the front that need no response; `true` ends the session.
     async fn immediate(&mut self) -> Result<bool, Error> {
-        while let Ok(e) = self.expect.try_recv() {
-            self.queue.push_back(e);
-        }
+        self.expect.drain_into(&mut self.queue);
         loop {
             match self.queue.front() {
                 Some(Expect::Release) => {
@@ -1119,6 +1205,8 @@ impl Outbound<'_> {
     /// Handles every complete frame in the buffer. Runs of forwarded frames are written as
     /// one slice of the read buffer; the usual case copies nothing.
     async fn frames(&mut self) -> Result<(), Error> {
+        // Everything the frames in this read answer was queued before they were sent.
+        self.expect.drain_into(&mut self.queue);
         let mut pos = 0;
         let mut run_start = 0;
         loop {
@@ -1126,10 +1214,6 @@ impl Outbound<'_> {
             if pos + h.total > self.server.buf.len() {
                 self.server.buf.reserve(pos + h.total - self.server.buf.len());
                 break;
-            }
-            // Pull in expectations queued while this read was under way.
-            while let Ok(e) = self.expect.try_recv() {
-                self.queue.push_back(e);
             }
             let action = self.decide(h.tag, pos, h.total)?;
             if !matches!(action, Action::Forward) {
@@ -1168,6 +1252,7 @@ impl Outbound<'_> {
 
     /// `immediate` without writing (used mid-batch; the caller writes).
     fn immediate_in_batch(&mut self) {
+        self.expect.drain_into(&mut self.queue);
         loop {
             match self.queue.front() {
                 Some(Expect::Release) => self.out.append(&mut self.held),

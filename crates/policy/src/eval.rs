@@ -212,11 +212,17 @@ impl<'a, 'c> Evaluation<'a, 'c> {
                     .unwrap_or_else(|| self.generated_reason(r, effect))
             })
             .unwrap_or_default();
+        // The strictest ask among the matching rules: most approvers, hold over retry.
         let approval = (effect == Effect::RequireApproval).then(|| {
-            hit.first().and_then(|r| r.approval.clone()).unwrap_or(crate::file::Approval {
-                mode: crate::file::ApprovalMode::Hold,
-                min_approvals: 1,
-            })
+            hit.iter()
+                .map(|r| {
+                    r.approval.clone().unwrap_or(crate::file::Approval {
+                        mode: crate::file::ApprovalMode::Hold,
+                        min_approvals: 1,
+                    })
+                })
+                .max_by_key(|a| (a.min_approvals, u32::from(a.mode == crate::file::ApprovalMode::Hold)))
+                .unwrap_or(crate::file::Approval { mode: crate::file::ApprovalMode::Hold, min_approvals: 1 })
         });
         Decision {
             effect,
