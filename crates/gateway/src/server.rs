@@ -25,6 +25,8 @@ pub struct Shared {
     /// Seeds decoy verifiers so unknown agents take the same path as known ones.
     pub(crate) decoy_secret: [u8; 32],
     pub(crate) decisions: quick_cache::sync::Cache<DecisionKey, Arc<Judged>>,
+    /// Decisions by text shape (literals blanked): one entry serves every literal value.
+    pub(crate) shaped: quick_cache::sync::Cache<DecisionKey, Arc<Judged>>,
     pub audit: Option<Arc<audit::AuditLog>>,
     pub approvals: Option<Arc<approvals::Approvals>>,
     pub(crate) operators: approvals::OperatorTokens,
@@ -140,6 +142,7 @@ impl Gateway {
             tls,
             decoy_secret: rand::random(),
             decisions: quick_cache::sync::Cache::new(10_000),
+            shaped: quick_cache::sync::Cache::new(10_000),
             audit,
             approvals,
             operators,
@@ -206,6 +209,7 @@ impl Shared {
         let fresh = server_policy(&self.config)?;
         self.policy.store(Arc::new(fresh));
         self.decisions.clear();
+        self.shaped.clear();
         Ok(())
     }
 }

@@ -512,8 +512,11 @@ impl Inbound<'_> {
         let mut ids = Vec::with_capacity(judged.analysis.statements.len().max(1));
         let mut events = Vec::with_capacity(ids.capacity());
         let pairs = judged.analysis.statements.iter().zip(&judged.decisions);
+        let single = judged.analysis.statements.len() == 1;
         for (stmt, d) in pairs {
-            let part = text.get(stmt.start..stmt.end).unwrap_or(&text);
+            // One statement: the whole text (its analysis may come from another text of the
+            // same shape, whose ranges differ).
+            let part = if single { &text[..] } else { text.get(stmt.start..stmt.end).unwrap_or(&text) };
             events.push((part, serde_json::to_value(stmt).unwrap_or_default(), d.effect.name(), d.rules.clone(), d.reason.clone(), d.max_rows));
         }
         if events.is_empty() {
@@ -892,13 +895,29 @@ impl Inbound<'_> {
             None => Vec::new(),
         };
         let key = DecisionKeyRef { policy_version: policy.version(), agent: &self.agent, target: &self.target, text: &text };
-        if exempt.is_empty() {
+        let mut shape_ok = true;
+        let shape = if exempt.is_empty() {
             if let Some(j) = self.shared.decisions.get(&key) {
                 return j;
             }
-        }
-        let analysis = match self.shared.analyzer.analyze(&text) {
-            Ok(a) => a,
+            let shape = self.shared.analyzer.shape_of(&text);
+            if let Some(shape) = &shape {
+                let key = DecisionKeyRef { text: shape, ..key };
+                if let Some(j) = self.shared.shaped.get(&key) {
+                    return j;
+                }
+            }
+            shape
+        } else {
+            None
+        };
+        let analysis = match self.shared.analyzer.analyze_shaped(&text) {
+            // Only a shape whose facts held for every literal value may key a decision.
+            Ok((a, shareable)) if shareable == shape => a,
+            Ok((a, _)) => {
+                shape_ok = false;
+                a
+            }
             Err(e) => return Judged::new(self.shared, Arc::default(), vec![], analysis_refusal(&e)),
         };
         let ctx = policy::Context {
@@ -952,13 +971,20 @@ impl Inbound<'_> {
         let verdict = verdict_of(&decisions, &countable);
         let judged = Judged::new(self.shared, analysis, decisions, verdict);
         if cacheable {
+            // A shared shape serves single statements only: a multi-statement message's audit
+            // record slices its text by statement ranges, which differ between literal values.
+            let by_shape = shape.filter(|_| shape_ok && judged.analysis.statements.len() == 1);
             let key = DecisionKey {
                 policy_version: policy.version().into(),
                 agent: self.agent.clone(),
                 target: self.target.clone(),
-                text: text.as_ref().into(),
+                text: by_shape.as_deref().unwrap_or(&text).into(),
             };
-            self.shared.decisions.insert(key, judged.clone());
+            if by_shape.is_some() {
+                self.shared.shaped.insert(key, judged.clone());
+            } else {
+                self.shared.decisions.insert(key, judged.clone());
+            }
         }
         judged
     }

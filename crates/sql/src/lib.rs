@@ -113,18 +113,32 @@ impl Analyzer {
 
     /// Analyse one message's SQL text (one or more statements).
     pub fn analyze(&self, text: &str) -> Result<Arc<Analysis>, Error> {
+        self.analyze_shaped(text).map(|(a, _)| a)
+    }
+
+    /// The text with its literal values blanked, when the fast normaliser can read it. Two
+    /// texts of one shape differ only in literal values.
+    pub fn shape_of(&self, text: &str) -> Option<String> {
+        normalize::normalize(text).map(|n| n.key)
+    }
+
+    /// Like `analyze`, and also the text's shape when its facts hold for every text of that
+    /// shape (no fact depended on a literal's value), so a caller may reuse what it derived
+    /// from them for any text of the same shape.
+    pub fn analyze_shaped(&self, text: &str) -> Result<(Arc<Analysis>, Option<String>), Error> {
         if text.len() > self.limits.max_bytes {
             return Err(Error::TooLarge { len: text.len(), max: self.limits.max_bytes });
         }
+        let normalized = normalize::normalize(text);
         if let Some(hit) = self.exact.get(text) {
             self.exact_hits.fetch_add(1, Relaxed);
-            return Ok(hit);
+            let shape = normalized.filter(|n| self.normalized.get(n.key.as_str()).is_some()).map(|n| n.key);
+            return Ok((hit, shape));
         }
-        let normalized = normalize::normalize(text);
         if let Some(n) = &normalized {
             if let Some(shared) = self.normalized.get(n.key.as_str()) {
                 self.normalized_hits.fetch_add(1, Relaxed);
-                return Ok(Arc::new(n.adopt(&shared)));
+                return Ok((Arc::new(n.adopt(&shared)), Some(n.key.clone())));
             }
         }
         self.misses.fetch_add(1, Relaxed);
@@ -134,9 +148,10 @@ impl Analyzer {
         // Facts that looked at a constant's value hold only for that value.
         if let (Some(n), false) = (normalized, outcome.read_constants) {
             let shared = Arc::new(n.share(&analysis));
-            self.normalized.insert(n.key, shared);
+            self.normalized.insert(n.key.clone(), shared);
+            return Ok((analysis, Some(n.key)));
         }
-        Ok(analysis)
+        Ok((analysis, None))
     }
 
     /// Analyse without consulting or filling the caches.
