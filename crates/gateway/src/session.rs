@@ -1183,26 +1183,15 @@ impl Outbound<'_> {
 
     /// Runs expectations at the front that need no response; `true` ends the session.
     async fn immediate(&mut self) -> Result<bool, Error> {
-        self.expect.drain_into(&mut self.queue);
         loop {
+            self.immediate_in_batch();
             match self.queue.front() {
-                Some(Expect::Release) => {
-                    self.out.append(&mut self.held);
-                }
-                Some(Expect::DropHeld) => self.held.clear(),
-                Some(Expect::Track(id, at)) => self.tracking.push_back((*id, *at)),
-                Some(Expect::Write(bytes)) => self.out.extend_from_slice(bytes),
-                Some(Expect::Barrier(_)) => {
-                    if let Some(Expect::Barrier(tx)) = self.queue.pop_front() {
-                        let _ = tx.send(self.flags.status.load(Ordering::Relaxed));
-                    }
-                    continue;
-                }
+                // The batch already failed, so the target skips the guarded Execute and will
+                // send nothing for it.
                 Some(Expect::GuardExecute { .. }) if self.batch.failed => {
                     if let Some(Expect::GuardExecute { report, .. }) = self.queue.pop_front() {
                         let _ = report.send(GuardReport::Failed);
                     }
-                    continue;
                 }
                 Some(Expect::Fatal(_)) => {
                     if let Some(Expect::Fatal(bytes)) = self.queue.pop_front() {
@@ -1213,7 +1202,6 @@ impl Outbound<'_> {
                 }
                 _ => break,
             }
-            self.queue.pop_front();
         }
         self.write_out().await?;
         Ok(false)
@@ -1276,15 +1264,15 @@ impl Outbound<'_> {
         Ok(())
     }
 
-    /// `immediate` without writing (used mid-batch; the caller writes).
+    /// Expectations at the front that only change what is written next (the caller writes).
     fn immediate_in_batch(&mut self) {
         self.expect.drain_into(&mut self.queue);
         loop {
-            match self.queue.front() {
+            match self.queue.front_mut() {
                 Some(Expect::Release) => self.out.append(&mut self.held),
                 Some(Expect::DropHeld) => self.held.clear(),
                 Some(Expect::Track(id, at)) => self.tracking.push_back((*id, *at)),
-                Some(Expect::Write(bytes)) => self.out.extend_from_slice(bytes),
+                Some(Expect::Write(bytes)) => self.out.append(bytes),
                 Some(Expect::Barrier(_)) => {
                     if let Some(Expect::Barrier(tx)) = self.queue.pop_front() {
                         let _ = tx.send(self.flags.status.load(Ordering::Relaxed));
