@@ -142,7 +142,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
         println!("  stop:                  Ctrl-C");
         let _ = std::io::stdout().flush();
-        wait_for_stop().await?;
+        crate::stop_signal().await?;
+        shared_for_audit.stop();
         Ok(ok)
     })?;
     drop(pg);
@@ -184,16 +185,6 @@ fn evidence(style: &Style, shared: &gateway::Shared, dir: &std::path::Path) -> a
     }
     println!("  {}", style.paint("2", &format!("drawbridge audit replay {session} --config {}", dir.join("drawbridge.toml").display())));
     Ok(report.ok())
-}
-
-async fn wait_for_stop() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    Ok(())
 }
 
 async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {

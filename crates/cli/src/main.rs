@@ -138,8 +138,18 @@ fn serve(path: PathBuf) -> anyhow::Result<ExitCode> {
     init_logs(config.server.log_format);
     runtime()?.block_on(async move {
         let gw = gateway::Gateway::bind(config).await?;
-        watch_reload(gw.shared.clone())?;
-        gw.run().await?;
+        let shared = gw.shared.clone();
+        watch_reload(shared.clone())?;
+        tokio::select! {
+            r = gw.run() => r?,
+            r = stop_signal() => {
+                r?;
+                tracing::info!("stopping");
+                shared.stop();
+                // Held sessions get their answer before the process ends.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -156,6 +166,17 @@ pub fn watch_reload(shared: std::sync::Arc<gateway::Shared>) -> anyhow::Result<(
             }
         }
     });
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C.
+pub async fn stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
     Ok(())
 }
 

@@ -31,6 +31,8 @@ pub struct Shared {
     pub approvals: Option<Arc<approvals::Approvals>>,
     pub(crate) operators: approvals::OperatorTokens,
     pub(crate) metrics: crate::ops::Metrics,
+    /// Flips to true when the gateway is stopping.
+    pub(crate) stopping: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -147,6 +149,7 @@ impl Gateway {
             approvals,
             operators,
             metrics: Default::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
             config,
         };
         Ok(Gateway { shared: Arc::new(shared), listener, http })
@@ -188,6 +191,15 @@ impl Gateway {
 }
 
 impl Shared {
+    /// Stops the gateway: held statements are answered, and the audit log is drained and
+    /// sealed with a last signed checkpoint.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+        if let Some(log) = &self.audit {
+            log.close();
+        }
+    }
+
     /// Appends to the audit log, if there is one. `Err` means the record was not kept and
     /// the configured policy is to refuse rather than run unrecorded.
     pub(crate) fn record(&self, event: audit::Event) -> Result<(), ()> {

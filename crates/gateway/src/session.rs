@@ -684,9 +684,20 @@ impl Inbound<'_> {
         let notice = format!("drawbridge: statement held for approval {} by rule {rule}: {reason}", req.id);
         self.send(Expect::Write(Builder::notice(&notice, Some(&how))));
         let timeout = Duration::from_secs(self.shared.config.approvals.as_ref().map_or(300, |c| c.hold_timeout_secs));
-        let outcome = match service.wait(&req.id, timeout).await {
-            Ok(o) => o,
-            Err(e) => return Ok(unavailable(e)),
+        let mut stopping = self.shared.stopping.subscribe();
+        let outcome = tokio::select! {
+            o = service.wait(&req.id, timeout) => match o {
+                Ok(o) => o,
+                Err(e) => return Ok(unavailable(e)),
+            },
+            _ = stopping.wait_for(|s| *s) => {
+                let msg = format!(
+                    "drawbridge: the gateway is stopping; the held statement did not run (approval {} stays pending)",
+                    req.id
+                );
+                self.send(Expect::Fatal(Builder::error("FATAL", "57P01", &msg, None)));
+                return Err(Error::Timeout);
+            }
         };
         Ok(match outcome {
             approvals::Outcome::Approved { .. } => match service.consume_held(&req.id).await {
