@@ -13,7 +13,7 @@ fn event(session: &str, n: u64) -> Event {
         protocol: "extended".into(),
         text: "SELECT id, name, email FROM users WHERE id = $1".into(),
         params: Some(vec![Some("42".into())]),
-        facts: serde_json::json!({"kind": "select", "tables": ["public.users"], "functions": []}),
+        facts: drawbridge_audit::Json(serde_json::value::to_raw_value(&serde_json::json!({"kind": "select", "tables": ["public.users"], "functions": []})).unwrap()),
         effect: "allow".into(),
         rules: vec!["reads_ok".into()],
         reason: String::new(),

@@ -10,7 +10,7 @@ use clap::Args;
 use localpg::{LocalPg, PasswordStorage};
 
 /// Row limit the demo sets on the pack, low enough for its small tables to show it.
-const DEMO_MAX_ROWS: u64 = 100;
+const DEMO_MAX_ROWS: u64 = 100; // also in POLICY
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -63,6 +63,22 @@ impl Style {
     }
 }
 
+/// The demo's policy: the production pack, with its migration window open so that schema
+/// changes are not simply refused but held for an operator's approval.
+const POLICY: &str = "version: 1
+include:
+  - pack: production
+    with: { max_rows: 100, migration_window: demo }
+windows:
+  demo: { timezone: UTC, from: \"00:00\", to: \"24:00\" }
+rules:
+  - name: migrations-need-approval
+    effect: require_approval
+    reason: schema changes need a human's approval
+    approval: { mode: hold }
+    match: { operations: [ddl] }
+";
+
 const SEED: &str = "
 CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL, email text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
 CREATE TABLE orders (id serial PRIMARY KEY, user_id int NOT NULL REFERENCES users, amount numeric(10,2) NOT NULL, status text NOT NULL DEFAULT 'paid');
@@ -89,10 +105,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let agent_secret = localpg::random_hex(12).map_err(|e| anyhow::anyhow!("{e}"))?;
     let verifier = wire::auth::scram::Verifier::generate(&agent_secret, wire::auth::scram::DEFAULT_ITERATIONS);
     let config_path = dir.join("drawbridge.toml");
+    std::fs::write(dir.join("policy.yaml"), POLICY)?;
+    let http_port = localpg::free_port().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (operator_token, operator_hash) = approvals::generate_token();
     std::fs::write(
         &config_path,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[policy]\npack = \"production\"\nwith = {{ max_rows = {DEMO_MAX_ROWS} }}\n\n\
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[policy]\nfile = \"policy.yaml\"\n\n\
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\n\n[approvals]\nhold_timeout_secs = 120\n\n\
+             [operators.demo-operator]\ntoken_sha256 = \"{operator_hash}\"\n\n\
              [targets.app]\nhost = \"{host}\"\nport = {pgport}\ndatabase = \"app\"\nuser = \"app_owner\"\npassword_file = \"{pw}\"\ntls = \"disable\"\n\n\
              [agents.agent]\nverifier = \"{verifier}\"\ngroups = [\"agents\"]\n\n\
              [audit]\nsqlite_path = \"audit.db\"\ncheckpoint_every = 50\n",
@@ -127,16 +148,21 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             std::fs::write(&tmp, env)?;
             std::fs::rename(&tmp, path)?;
         }
+        let operator = Operator { url: format!("http://127.0.0.1:{http_port}"), token: operator_token.clone() };
         let ok = if args.no_script {
             true
         } else {
-            let played = script(&style, &gateway_url, &direct_url).await?;
+            let played = script(&style, &gateway_url, &direct_url, &operator).await?;
             played & evidence(&style, &shared_for_audit, &dir)?
         };
         println!("\n{}", style.paint("1", "The gateway is running."));
         println!("  connect as the agent:  psql '{gateway_url}'");
         println!("  config:                {}", config_path.display());
         println!("  the agent never sees:  {direct_url}");
+        println!(
+            "  approve as operator:   DRAWBRIDGE_URL={} DRAWBRIDGE_OPERATOR_TOKEN={} drawbridge approvals list",
+            operator.url, operator.token
+        );
         if args.no_wait {
             return Ok::<bool, anyhow::Error>(ok);
         }
@@ -152,7 +178,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
 /// Step 6: the session as the audit log tells it, and proof the log is intact.
 fn evidence(style: &Style, shared: &gateway::Shared, dir: &std::path::Path) -> anyhow::Result<bool> {
-    style.step(6, "The evidence: the session replayed from the tamper-evident audit log");
+    style.step(7, "The evidence: the session replayed from the tamper-evident audit log");
     let (Some(log), Some(cfg)) = (&shared.audit, &shared.config.audit) else {
         style.note("audit is not configured");
         return Ok(true);
@@ -199,8 +225,41 @@ async fn count(db: &tokio_postgres::Client, table: &str) -> anyhow::Result<i64> 
     Ok(db.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await?.get(0))
 }
 
+/// How the demo's operator reaches the gateway's approvals API.
+struct Operator {
+    url: String,
+    token: String,
+}
+
+impl Operator {
+    /// Runs `drawbridge approvals ARGS` as a separate process, as a person would.
+    fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = std::process::Command::new(std::env::current_exe()?)
+            .arg("approvals")
+            .args(args)
+            .env("DRAWBRIDGE_URL", &self.url)
+            .env("DRAWBRIDGE_OPERATOR_TOKEN", &self.token)
+            .output()?;
+        anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Waits for the pending request and approves it; returns its id.
+    fn approve_pending(&self) -> anyhow::Result<String> {
+        for _ in 0..100 {
+            let list = self.cli(&["list"])?;
+            if let Some(id) = list.split_whitespace().find(|w| w.starts_with("apr_")) {
+                self.cli(&["approve", id])?;
+                return Ok(id.to_string());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        anyhow::bail!("no approval request appeared")
+    }
+}
+
 /// The agent's session. Returns whether every step went as the policy says it must.
-async fn script(style: &Style, gateway_url: &str, direct_url: &str) -> anyhow::Result<bool> {
+async fn script(style: &Style, gateway_url: &str, direct_url: &str, operator: &Operator) -> anyhow::Result<bool> {
     let agent = connect(gateway_url).await?;
     let direct = connect(direct_url).await?;
     let mut ok = true;
@@ -267,7 +326,37 @@ async fn script(style: &Style, gateway_url: &str, direct_url: &str) -> anyhow::R
     style.agent(sql);
     ok &= expect_blocked(sql, agent.execute(sql, &[]).await);
 
-    style.step(5, "The session is still usable");
+    style.step(5, "A migration: held for a human's approval, approved from the CLI, then it runs");
+    let sql = "ALTER TABLE orders ADD COLUMN note text";
+    style.agent(sql);
+    style.note("the agent's statement waits at the gateway; an operator looks at it and approves:");
+    let approver = {
+        let operator = Operator { url: operator.url.clone(), token: operator.token.clone() };
+        tokio::task::spawn_blocking(move || operator.approve_pending())
+    };
+    let ran = agent.execute(sql, &[]).await;
+    match approver.await? {
+        Ok(id) => println!("  {} drawbridge approvals approve {id}", style.paint("2", "operator>")),
+        Err(e) => {
+            style.failed(&format!("approving: {e}"));
+            ok = false;
+        }
+    }
+    match ran {
+        Ok(_) => style.ok("the ALTER TABLE ran once approved"),
+        Err(e) => {
+            style.failed(&format!("{sql}: {e}"));
+            ok = false;
+        }
+    }
+    let added: bool = direct
+        .query_one("SELECT count(*) = 1 FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'note'", &[])
+        .await?
+        .get(0);
+    style.note(if added { "orders now has a note column" } else { "the column is missing!" });
+    ok &= added;
+
+    style.step(6, "The session is still usable");
     let sql = "SELECT count(*) FROM orders WHERE status = 'paid'";
     style.agent(sql);
     let n: i64 = agent.query_one(sql, &[]).await?.get(0);

@@ -25,6 +25,10 @@ fn demo_blocks_every_destructive_step_and_keeps_the_data() {
     assert!(stdout.contains("voided orders: 0 (before: 0)"), "{stdout}");
     assert!(stdout.contains("the users table is still there"), "{stdout}");
     assert!(stdout.contains("Every destructive statement was stopped; the data is intact."), "{stdout}");
+    // The migration was held, approved by the operator through the CLI, and ran.
+    assert!(stdout.contains("operator> drawbridge approvals approve apr_"), "{stdout}");
+    assert!(stdout.contains("the ALTER TABLE ran once approved"), "{stdout}");
+    assert!(stdout.contains("orders now has a note column"), "{stdout}");
     // The session replayed from the audit log, and the log verified.
     assert!(stdout.contains("decision: deny by no-truncate"), "{stdout}");
     assert!(stdout.contains("✔ audit verify:"), "{stdout}");

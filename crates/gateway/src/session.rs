@@ -72,6 +72,8 @@ pub struct Judged {
     pub verdict: Verdict,
     /// `/metrics` counters of this message's decisions, bumped at every use.
     counters: Vec<Arc<AtomicU64>>,
+    /// Each statement's facts as JSON, made once for the audit log (empty without one).
+    facts: Vec<audit::Json>,
 }
 
 impl Judged {
@@ -85,7 +87,15 @@ impl Judged {
                 counters.push(shared.metrics.statement_counter("deny", "unjudgeable"));
             }
         }
-        Arc::new(Judged { analysis, decisions, verdict, counters })
+        let facts = match shared.audit {
+            Some(_) => analysis
+                .statements
+                .iter()
+                .map(|s| audit::Json(serde_json::value::to_raw_value(s).unwrap_or_default()))
+                .collect(),
+            None => Vec::new(),
+        };
+        Arc::new(Judged { analysis, decisions, verdict, counters, facts })
     }
 
     fn count(&self) {
@@ -511,13 +521,13 @@ impl Inbound<'_> {
         let text = sql_text(raw);
         let mut ids = Vec::with_capacity(judged.analysis.statements.len().max(1));
         let mut events = Vec::with_capacity(ids.capacity());
-        let pairs = judged.analysis.statements.iter().zip(&judged.decisions);
+        let pairs = judged.analysis.statements.iter().zip(&judged.decisions).zip(&judged.facts);
         let single = judged.analysis.statements.len() == 1;
-        for (stmt, d) in pairs {
+        for ((stmt, d), facts) in pairs {
             // One statement: the whole text (its analysis may come from another text of the
             // same shape, whose ranges differ).
             let part = if single { &text[..] } else { text.get(stmt.start..stmt.end).unwrap_or(&text) };
-            events.push((part, serde_json::to_value(stmt).unwrap_or_default(), d.effect.name(), d.rules.clone(), d.reason.clone(), d.max_rows));
+            events.push((part, facts.clone(), d.effect.name(), d.rules.clone(), d.reason.clone(), d.max_rows));
         }
         if events.is_empty() {
             // Unparseable or unjudgeable text: the refusal itself is the decision.
@@ -531,7 +541,7 @@ impl Inbound<'_> {
                 Verdict::Approve { .. } => "require_approval",
                 Verdict::Run { .. } => "allow",
             };
-            events.push((&text[..], serde_json::Value::Null, effect, vec![], reason, None));
+            events.push((&text[..], null_json(), effect, vec![], reason, None));
         }
         for (part, facts, effect, rules, reason, max_rows) in events {
             let id = self.next_statement;
@@ -1083,6 +1093,10 @@ fn verdict_of(decisions: &[Decision], countable: &[bool]) -> Verdict {
         limits.push(d.max_rows);
     }
     Verdict::Run { limits }
+}
+
+fn null_json() -> audit::Json {
+    audit::Json(Box::default())
 }
 
 /// The message text of an ErrorResponse the gateway built.

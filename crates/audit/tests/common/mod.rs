@@ -29,7 +29,7 @@ pub fn statement(session: &str, n: u64, text: &str, effect: &str) -> Event {
         protocol: "simple".into(),
         text: text.into(),
         params: None,
-        facts: serde_json::json!({"kind": "select", "tables": ["users"]}),
+        facts: drawbridge_audit::Json(serde_json::value::RawValue::from_string(r#"{"kind":"select","tables":["users"]}"#.into()).unwrap()),
         effect: effect.into(),
         rules: vec![format!("rule_{effect}")],
         reason: format!("because {effect}"),
