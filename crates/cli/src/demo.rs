@@ -23,7 +23,7 @@ pub struct DemoArgs {
     /// Exit after the scripted session instead of serving until interrupted.
     #[arg(long)]
     no_wait: bool,
-    /// Skip the scripted session (just serve).
+    /// Skip the scripted session and just serve, with the plain `production` pack.
     #[arg(long)]
     no_script: bool,
     /// Plain output without colours.
@@ -111,13 +111,20 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(
         &config_path,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[policy]\nfile = \"policy.yaml\"\n\n\
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n{policy}\n\n\
              [http]\nlisten = \"127.0.0.1:{http_port}\"\n\n[approvals]\nhold_timeout_secs = 120\n\n\
              [operators.demo-operator]\ntoken_sha256 = \"{operator_hash}\"\n\n\
              [targets.app]\nhost = \"{host}\"\nport = {pgport}\ndatabase = \"app\"\nuser = \"app_owner\"\npassword_file = \"{pw}\"\ntls = \"disable\"\n\n\
              [agents.agent]\nverifier = \"{verifier}\"\ngroups = [\"agents\"]\n\n\
              [audit]\nsqlite_path = \"audit.db\"\ncheckpoint_every = 50\n",
             port = args.port,
+            // Without the script the demo serves the plain production pack (DDL refused outside
+            // the migration window), which is what the driver tests run against.
+            policy = if args.no_script {
+                format!("[policy]\npack = \"production\"\nwith = {{ max_rows = {DEMO_MAX_ROWS} }}")
+            } else {
+                "[policy]\nfile = \"policy.yaml\"".to_string()
+            },
             host = pg.host(),
             pgport = pg.port(),
             pw = secret_file.display(),
@@ -127,7 +134,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let gateway_url = format!("postgresql://agent:{agent_secret}@127.0.0.1:{}/app", args.port);
     let direct_url = pg.url("app_owner", &owner_password, "app");
 
-    let rt = crate::runtime()?;
+    let rt = crate::runtime(0)?;
     let outcome = rt.block_on(async {
         let gw = gateway::Gateway::bind(config).await?;
         let shared = gw.shared.clone();

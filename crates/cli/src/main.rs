@@ -116,11 +116,13 @@ fn main() -> ExitCode {
 }
 
 /// Tokio with worker stacks deep enough for the SQL parser's recursion.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_stack_size(sql::MIN_CALLER_STACK)
-        .build()?)
+/// `workers` 0 means one per core.
+pub fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        b.worker_threads(workers);
+    }
+    Ok(b.enable_all().thread_stack_size(sql::MIN_CALLER_STACK).build()?)
 }
 
 pub fn init_logs(format: gateway::config::LogFormat) {
@@ -136,7 +138,7 @@ pub fn init_logs(format: gateway::config::LogFormat) {
 fn serve(path: PathBuf) -> anyhow::Result<ExitCode> {
     let config = gateway::Config::load(&path)?;
     init_logs(config.server.log_format);
-    runtime()?.block_on(async move {
+    runtime(config.server.workers)?.block_on(async move {
         let gw = gateway::Gateway::bind(config).await?;
         let shared = gw.shared.clone();
         watch_reload(shared.clone())?;

@@ -52,6 +52,8 @@ pub struct Server {
     pub connect_timeout_secs: u64,
     /// Longest SQL text the gateway will analyse, in bytes.
     pub max_statement_bytes: usize,
+    /// Threads serving sessions; 0 = one per core.
+    pub workers: usize,
 }
 
 impl Default for Server {
@@ -66,6 +68,7 @@ impl Default for Server {
             auth_failures_per_minute: 5,
             connect_timeout_secs: 10,
             max_statement_bytes: 1 << 20,
+            workers: 0,
         }
     }
 }
