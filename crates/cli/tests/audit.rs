@@ -67,17 +67,6 @@ fn verify(config: &Path) -> (Option<i32>, String) {
     )
 }
 
-/// Runs `sql` through the gateway with the simple protocol, expecting a refusal (42501).
-async fn refused(client: &tokio_postgres::Client, sql: &str) -> String {
-    let err = client
-        .batch_execute(sql)
-        .await
-        .expect_err(&format!("{sql} should be refused"));
-    let (code, msg) = db_error(&err);
-    assert_eq!(code, "42501", "{sql}: {msg}");
-    assert!(msg.starts_with("drawbridge:"), "{sql}: {msg}");
-    msg
-}
 
 // ---------------------------------------------------------------------------------------------
 // 1. kill -9 mid-load: every row that reached the database has its statement in the log.

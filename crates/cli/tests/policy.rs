@@ -8,16 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-async fn refused(client: &tokio_postgres::Client, sql: &str) -> String {
-    let err = client
-        .batch_execute(sql)
-        .await
-        .expect_err(&format!("{sql} should be refused"));
-    let (code, msg) = db_error(&err);
-    assert_eq!(code, "42501", "{sql}: {msg}");
-    assert!(msg.starts_with("drawbridge:"), "{sql}: {msg}");
-    msg
-}
 
 async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).await.unwrap().get(0)

@@ -535,6 +535,18 @@ where
 }
 
 /// The SQLSTATE and message of a failed connect or query.
+/// Runs `sql` through the gateway with the simple protocol, expecting a refusal (42501).
+pub async fn refused(client: &tokio_postgres::Client, sql: &str) -> String {
+    let err = client
+        .batch_execute(sql)
+        .await
+        .expect_err(&format!("{sql} should be refused"));
+    let (code, msg) = db_error(&err);
+    assert_eq!(code, "42501", "{sql}: {msg}");
+    assert!(msg.starts_with("drawbridge:"), "{sql}: {msg}");
+    msg
+}
+
 pub fn db_error(err: &tokio_postgres::Error) -> (String, String) {
     match err.as_db_error() {
         Some(db) => (db.code().code().to_owned(), db.message().to_owned()),
