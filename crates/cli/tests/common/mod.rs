@@ -534,7 +534,6 @@ where
     rx
 }
 
-/// The SQLSTATE and message of a failed connect or query.
 /// Runs `sql` through the gateway with the simple protocol, expecting a refusal (42501).
 pub async fn refused(client: &tokio_postgres::Client, sql: &str) -> String {
     let err = client
@@ -547,6 +546,7 @@ pub async fn refused(client: &tokio_postgres::Client, sql: &str) -> String {
     msg
 }
 
+/// The SQLSTATE and message of a failed connect or query.
 pub fn db_error(err: &tokio_postgres::Error) -> (String, String) {
     match err.as_db_error() {
         Some(db) => (db.code().code().to_owned(), db.message().to_owned()),
