@@ -52,12 +52,32 @@ pub enum Event {
         error: Option<String>,
         rows_seen: Option<Vec<Vec<Option<String>>>>,
     },
+    /// Values masked in a statement's result: which columns, by which rule, how many.
+    /// Never the values themselves.
+    Masked {
+        session: String,
+        statement: Option<u64>,
+        columns: Vec<MaskedColumn>,
+    },
     /// A step in an approval's life (requested, approved, denied, expired, consumed, grants).
     Approval {
         /// The session that asked, when the step came from one.
         session: Option<String>,
         approval: serde_json::Value,
     },
+}
+
+/// One result column in a [`Event::Masked`] record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaskedColumn {
+    /// Position in the result, from 0.
+    pub position: usize,
+    /// The column's name as the result labels it.
+    pub name: String,
+    pub rule: String,
+    /// `exact` (the sensitive column itself) or `derived` (computed from one).
+    pub how: String,
+    pub values: u64,
 }
 
 /// A JSON document serialised once by its producer and written as is.
@@ -88,6 +108,7 @@ impl Event {
             Event::Statement { .. } => "statement",
             Event::Outcome { .. } => "outcome",
             Event::Approval { .. } => "approval",
+            Event::Masked { .. } => "masked",
         }
     }
 
@@ -97,7 +118,8 @@ impl Event {
             Event::SessionOpened { session, .. }
             | Event::SessionClosed { session, .. }
             | Event::Statement { session, .. }
-            | Event::Outcome { session, .. } => Some(session),
+            | Event::Outcome { session, .. }
+            | Event::Masked { session, .. } => Some(session),
             Event::AuthFailed { .. } => None,
             Event::Approval { session, .. } => session.as_deref(),
         }

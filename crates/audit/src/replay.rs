@@ -106,6 +106,14 @@ pub fn timeline(records: &[Record]) -> String {
                 }
                 Ok(())
             }
+            Event::Masked { statement, columns, .. } => {
+                let id = statement.map_or("-".to_owned(), |s| s.to_string());
+                let shown: Vec<String> = columns
+                    .iter()
+                    .map(|c| format!("{} ({} by {}, {} values)", c.name, c.how, c.rule, c.values))
+                    .collect();
+                writeln!(out, "{at}  #{id:<10} masked: {}", shown.join(", "))
+            }
             Event::Approval { approval, .. } => {
                 let what = approval.get("event").and_then(|v| v.as_str()).unwrap_or("approval");
                 let id = approval.get("id").and_then(|v| v.as_str()).unwrap_or("");

@@ -77,6 +77,10 @@ rules:
     reason: schema changes need a human's approval
     approval: { mode: hold }
     match: { operations: [ddl] }
+  - name: mask-emails
+    effect: mask
+    match: { groups: [agents] }
+    mask: { columns: [users.email], type: email, strategy: partial, keep: 12 }
 ";
 
 const SEED: &str = "
@@ -291,11 +295,15 @@ async fn script(style: &Style, gateway_url: &str, direct_url: &str, operator: &O
     let sql = "SELECT id, name, email FROM users ORDER BY id LIMIT 3";
     style.agent(sql);
     let rows = agent.query(sql, &[]).await?;
-    style.ok(&format!("{} rows", rows.len()));
+    style.ok(&format!("{} rows; emails masked at the wire by rule mask-emails", rows.len()));
     for r in &rows {
         let (id, name, email): (i32, String, String) = (r.get(0), r.get(1), r.get(2));
         style.note(&format!("  {id} | {name} | {email}"));
     }
+    let sql = "SELECT upper(email) FROM users WHERE id = 1";
+    style.agent(sql);
+    let shown: Option<String> = agent.query_one(sql, &[]).await?.get(0);
+    style.ok(&format!("a value computed from an email is masked too: {}", shown.as_deref().unwrap_or("NULL")));
     let sql = "UPDATE orders SET status = 'shipped' WHERE id = 1";
     style.agent(sql);
     let n = agent.execute(sql, &[]).await?;

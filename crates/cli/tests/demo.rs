@@ -22,6 +22,10 @@ fn demo_blocks_every_destructive_step_and_keeps_the_data() {
     assert!(!stdout.contains("! unexpected"), "{stdout}");
     // The data checks the demo makes directly against PostgreSQL.
     assert!(stdout.contains("users still has 50 rows (before: 50)"), "{stdout}");
+    // Step 1: emails masked, partially for the column itself, whole for a computed value.
+    assert!(stdout.contains("1 | user 1 | *****@example.com"), "{stdout}");
+    assert!(!stdout.contains("user1@example.com") && !stdout.contains("USER1@EXAMPLE.COM"), "{stdout}");
+    assert!(stdout.contains("a value computed from an email is masked too: [REDACTED]"), "{stdout}");
     assert!(stdout.contains("voided orders: 0 (before: 0)"), "{stdout}");
     assert!(stdout.contains("the users table is still there"), "{stdout}");
     assert!(stdout.contains("Every destructive statement was stopped; the data is intact."), "{stdout}");

@@ -27,6 +27,9 @@ pub struct Config {
     /// Present: `require_approval` rules ask operators (HTTP API on the `[http]` listener).
     #[serde(default)]
     pub approvals: Option<approvals::Config>,
+    /// Masking options (the key of the `hash` strategy).
+    #[serde(default)]
+    pub masking: Option<Masking>,
     /// People who may decide approvals; the gateway stores only their token hashes.
     #[serde(default)]
     pub operators: approvals::Operators,
@@ -90,6 +93,15 @@ pub struct PolicySource {
     /// Parameters of the pack, e.g. `max_rows = 500`.
     #[serde(default)]
     pub with: toml::Table,
+}
+
+/// `[masking]`: which columns are masked is policy; this is only the hash key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Masking {
+    /// Key of the `hash` strategy (hex); created at random on first start when missing.
+    /// Without `[masking]` a random key is made per process, so hashes change on restart.
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]

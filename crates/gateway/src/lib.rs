@@ -6,6 +6,7 @@
 pub mod config;
 mod cancel;
 mod catalog;
+mod masking;
 mod conn;
 mod limiter;
 mod ops;

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub sessions_active: AtomicI64,
     pub sessions_total: AtomicU64,
     pub auth_failures: AtomicU64,
+    /// Result values masked.
+    pub masked_values: AtomicU64,
     /// Time from forwarding a message to the target's ReadyForQuery.
     pub latency: Histogram,
     statements: Mutex<BTreeMap<(String, String), Arc<AtomicU64>>>,
@@ -93,6 +95,7 @@ impl Metrics {
         gauge(&mut out, "drawbridge_sessions_active", "Agent sessions open now.", "gauge", self.sessions_active.load(Ordering::Relaxed));
         gauge(&mut out, "drawbridge_sessions_total", "Agent sessions opened.", "counter", self.sessions_total.load(Ordering::Relaxed) as i64);
         gauge(&mut out, "drawbridge_auth_failures_total", "Failed agent authentications.", "counter", self.auth_failures.load(Ordering::Relaxed) as i64);
+        gauge(&mut out, "drawbridge_masked_values_total", "Result values masked.", "counter", self.masked_values.load(Ordering::Relaxed) as i64);
         self.latency.render(
             "drawbridge_statement_duration_seconds",
             "Time from forwarding a message to the target's answer.",

@@ -8,7 +8,9 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::cancel::Cancels;
-use crate::catalog::Catalogs;
+use crate::catalog::{Catalog, Catalogs};
+use crate::masking::SessionMasks;
+use std::collections::HashMap;
 use crate::config::Config;
 use crate::limiter::AuthLimiter;
 use crate::session::Judged;
@@ -33,6 +35,39 @@ pub struct Shared {
     pub(crate) metrics: crate::ops::Metrics,
     /// Flips to true when the gateway is stopping.
     pub(crate) stopping: tokio::sync::watch::Sender<bool>,
+    /// Key of the `hash` masking strategy.
+    pub(crate) mask_key: mask::HashKey,
+    /// Masking per (target, agent), for the policy and catalog it was built from.
+    masks: parking_lot::Mutex<HashMap<(String, String), MasksEntry>>,
+}
+
+struct MasksEntry {
+    policy: usize,
+    catalog: Arc<Catalog>,
+    masks: Option<Arc<SessionMasks>>,
+}
+
+impl Shared {
+    /// The masking an agent is under on a target; None when no mask rule applies. Built
+    /// once per policy and catalog, since resolving rules against a catalog walks every column.
+    pub(crate) fn session_masks(
+        &self,
+        policy: &Arc<policy::Policy>,
+        principal: &policy::Principal,
+        target: &str,
+        catalog: &Arc<Catalog>,
+    ) -> Option<Arc<SessionMasks>> {
+        let at = Arc::as_ptr(policy) as usize;
+        let key = (target.to_string(), principal.agent.clone());
+        let mut map = self.masks.lock();
+        if let Some(e) = map.get(&key).filter(|e| e.policy == at && Arc::ptr_eq(&e.catalog, catalog)) {
+            return e.masks.clone();
+        }
+        let rules = policy.masks(principal, target);
+        let masks = SessionMasks::new(&rules, catalog.clone(), self.mask_key.clone()).map(Arc::new);
+        map.insert(key, MasksEntry { policy: at, catalog: catalog.clone(), masks: masks.clone() });
+        masks
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -134,6 +169,11 @@ impl Gateway {
             ),
             None => None,
         };
+        let mask_key = match &config.masking {
+            Some(m) => load_mask_key(&config.resolve(&m.key_file))?,
+            None => rand::random::<[u8; 32]>().to_vec(),
+        };
+        let mask_key = mask::HashKey::new(&mask_key).map_err(|e| Error::Config(format!("masking key: {e}")))?;
         let limits = sql::Limits { max_bytes: config.server.max_statement_bytes, ..Default::default() };
         let shared = Shared {
             limiter: AuthLimiter::new(config.server.auth_failures_per_minute),
@@ -150,6 +190,8 @@ impl Gateway {
             operators,
             metrics: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
+            mask_key,
+            masks: Default::default(),
             config,
         };
         Ok(Gateway { shared: Arc::new(shared), listener, http })
@@ -223,5 +265,37 @@ impl Shared {
         self.decisions.clear();
         self.shaped.clear();
         Ok(())
+    }
+}
+
+/// Reads the masking key (hex), creating a random one (mode 0600) when the file is missing.
+fn load_mask_key(path: &std::path::Path) -> Result<Vec<u8>, Error> {
+    let bad = |what: &str| Error::Config(format!("masking key {}: {what}", path.display()));
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let text = text.trim();
+            if text.len() < 32 || text.len() % 2 != 0 {
+                return Err(bad("must be at least 16 bytes of hex"));
+            }
+            (0..text.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(|_| bad("not hex")))
+                .collect()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let key: [u8; 32] = rand::random();
+            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| bad(&e.to_string()))?;
+            f.write_all(format!("{hex}\n").as_bytes()).map_err(|e| bad(&e.to_string()))?;
+            Ok(key.to_vec())
+        }
+        Err(e) => Err(bad(&e.to_string())),
     }
 }

@@ -27,8 +27,9 @@ use policy::{Decision, Effect};
 use sql::{Analysis, Operation, Statement};
 use wire::{backend, frontend, Builder};
 
-use crate::catalog::Functions;
+use crate::catalog::Catalog;
 use crate::conn::{BoxIo, Frames};
+use crate::masking::{ResultMask, SessionMasks};
 use crate::server::{DecisionKey, DecisionKeyRef, Shared};
 use crate::Error;
 
@@ -179,18 +180,63 @@ impl Expect {
 /// keeps the common path free of wake-ups.
 #[derive(Default)]
 struct Mailbox {
-    queue: parking_lot::Mutex<VecDeque<Expect>>,
+    queue: parking_lot::Mutex<Queues>,
     notify: Notify,
     closed: AtomicBool,
+}
+
+#[derive(Default)]
+struct Queues {
+    expect: VecDeque<Expect>,
+    slots: VecDeque<Slot>,
+}
+
+/// A result the target will send while masking is on: whose it is, so `Outbound` can mask
+/// it with the right plan.
+struct Slot {
+    /// ReadyForQuery messages the target sends before this result.
+    seq: u64,
+    kind: SlotKind,
+    masks: Arc<SessionMasks>,
+    /// The statement that produces it; None when the gateway cannot know (EXECUTE of an
+    /// unknown body).
+    source: Option<(Arc<Analysis>, usize)>,
+    /// Audit number.
+    audit: Option<u64>,
+    mask: Option<ResultMask>,
+    copy: Option<mask::CopyRewriter>,
+    /// A binary COPY of masked columns: its data is swallowed and an error sent instead.
+    refused_copy: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotKind {
+    /// A statement of a simple Query: RowDescription, rows, completion.
+    Statement,
+    /// An Execute, preceded by the gateway's own Describe of its portal (`described` false
+    /// until that answer arrives).
+    Execute { described: bool },
+    /// The agent's own Describe: its RowDescription or NoData.
+    Describe,
+}
+
+impl Slot {
+    fn statement(&self) -> Option<&Statement> {
+        self.source.as_ref().and_then(|(a, i)| a.statements.get(*i))
+    }
 }
 
 impl Mailbox {
     fn send(&self, e: Expect) {
         let wake = e.wakes();
-        self.queue.lock().push_back(e);
+        self.queue.lock().expect.push_back(e);
         if wake {
             self.notify.notify_one();
         }
+    }
+
+    fn slot(&self, s: Slot) {
+        self.queue.lock().slots.push_back(s);
     }
 
     fn close(&self) {
@@ -198,10 +244,13 @@ impl Mailbox {
         self.notify.notify_one();
     }
 
-    fn drain_into(&self, out: &mut VecDeque<Expect>) {
+    fn drain_into(&self, out: &mut VecDeque<Expect>, slots: &mut VecDeque<Slot>) {
         let mut q = self.queue.lock();
-        if !q.is_empty() {
-            out.append(&mut q);
+        if !q.expect.is_empty() {
+            out.append(&mut q.expect);
+        }
+        if !q.slots.is_empty() {
+            slots.append(&mut q.slots);
         }
     }
 }
@@ -249,7 +298,7 @@ pub async fn run(
     session: Arc<str>,
     principal: Principal,
     target: String,
-    catalog: Arc<Functions>,
+    catalog: Arc<Catalog>,
     encoding_safe: bool,
     client: Frames<BoxIo>,
     server: Frames<BoxIo>,
@@ -280,6 +329,9 @@ pub async fn run(
         statements: HashMap::new(),
         portals: HashMap::new(),
         sql_prepared: HashMap::new(),
+        masks: None,
+        masks_policy: 0,
+        ready_sent: 0,
         batch_executes: 0,
         stats: SessionStats::default(),
         session: session.clone(),
@@ -298,6 +350,9 @@ pub async fn run(
         shared: &shared,
         session,
         tracking: VecDeque::new(),
+        slots: VecDeque::new(),
+        ready_seen: 0,
+        masking_seen: false,
     };
 
     let result = {
@@ -325,7 +380,7 @@ struct Inbound<'a> {
     agent: Arc<str>,
     principal: &'a Principal,
     target: Arc<str>,
-    catalog: Arc<Functions>,
+    catalog: Arc<Catalog>,
     flags: &'a Flags,
     client: Frames<ReadHalf<BoxIo>>,
     server: WriteHalf<BoxIo>,
@@ -337,6 +392,12 @@ struct Inbound<'a> {
     /// `PREPARE name AS …` bodies, judged again at each EXECUTE: every body seen for the
     /// name since it was last deallocated.
     sql_prepared: HashMap<String, Vec<Statement>>,
+    /// The masking this agent is under, for the policy version it was built from.
+    masks: Option<Arc<SessionMasks>>,
+    /// Address of the policy `masks` was built from.
+    masks_policy: usize,
+    /// Query and Sync messages written to the target: each gets one ReadyForQuery.
+    ready_sent: u64,
     /// Executes forwarded since the last Sync.
     batch_executes: u32,
     stats: SessionStats,
@@ -396,6 +457,7 @@ impl Inbound<'_> {
 
     async fn flush(&mut self) -> Result<(), Error> {
         if !self.out.is_empty() {
+            self.ready_sent += ready_answers(&self.out);
             self.server.write_all(&self.out).await?;
             self.out.clear();
         }
@@ -441,6 +503,12 @@ impl Inbound<'_> {
                 }
                 self.out.extend_from_slice(frame);
             }
+            frontend::DESCRIBE => {
+                if let Some(m) = self.masking() {
+                    self.push_slot(SlotKind::Describe, &m, None, None);
+                }
+                self.out.extend_from_slice(frame);
+            }
             frontend::SYNC => {
                 self.send(Expect::Sync(Instant::now()));
                 self.out.extend_from_slice(frame);
@@ -465,6 +533,11 @@ impl Inbound<'_> {
     async fn query(&mut self, frame: &[u8], text: &[u8]) -> Result<(), Error> {
         let judged = self.judge(text);
         self.stats.statements += judged.analysis.statements.len() as u64;
+        if let Some(r) = self.masking_refusal(&judged) {
+            self.stats.refused += 1;
+            self.refuse_query(r);
+            return Ok(());
+        }
         let ids = match self.record(&judged, text, "simple") {
             Ok(ids) => ids,
             Err(r) => {
@@ -486,22 +559,23 @@ impl Inbound<'_> {
                     return Ok(());
                 }
                 let now = Instant::now();
-                for id in ids {
-                    self.send(Expect::Track(id, now));
+                for id in &ids {
+                    self.send(Expect::Track(*id, now));
                 }
                 self.send(Expect::Sync(now));
-                self.out.extend_from_slice(frame);
+                self.forward_query(frame, &judged, &ids);
             }
             v if v.limited() => self.guarded_query(frame, &judged, &ids).await?,
             Verdict::Run { .. } => {
                 let now = Instant::now();
-                for id in ids {
-                    self.send(Expect::Track(id, now));
+                for id in &ids {
+                    self.send(Expect::Track(*id, now));
                 }
                 self.send(Expect::Sync(Instant::now()));
-                self.out.extend_from_slice(frame);
+                self.forward_query(frame, &judged, &ids);
             }
         }
+        self.after_ddl(&judged.analysis);
         self.remember_sql_prepares(&judged.analysis);
         if changes_session_settings(&judged.analysis) {
             // A setting that changes how SQL is read (client_encoding,
@@ -510,6 +584,82 @@ impl Inbound<'_> {
             self.barrier().await;
         }
         Ok(())
+    }
+
+    /// The masking this agent is under now (rebuilt when the policy changes).
+    fn masking(&mut self) -> Option<Arc<SessionMasks>> {
+        let policy = self.shared.policy.load();
+        let at = Arc::as_ptr(&policy) as usize;
+        if at != self.masks_policy {
+            self.masks_policy = at;
+            self.masks = self.shared.session_masks(&policy, self.principal, &self.target, &self.catalog);
+        }
+        self.masks.clone()
+    }
+
+    /// With `unresolved: refuse`, a statement whose result cannot be traced while it reads
+    /// sensitive data is refused.
+    fn masking_refusal(&mut self, judged: &Judged) -> Option<Verdict> {
+        let m = self.masking()?;
+        let msg = judged.analysis.statements.iter().find_map(|s| m.refusal(s))?;
+        Some(refusal("42501", msg, None))
+    }
+
+    /// Tells `Outbound` which result the target will send next and how to mask it.
+    fn push_slot(&self, kind: SlotKind, masks: &Arc<SessionMasks>, source: Option<(Arc<Analysis>, usize)>, audit: Option<u64>) {
+        self.expect.slot(Slot {
+            seq: self.ready_sent + ready_answers(&self.out),
+            kind,
+            masks: masks.clone(),
+            source,
+            audit,
+            mask: None,
+            copy: None,
+            refused_copy: false,
+        });
+    }
+
+    /// The statement whose rows statement `i` returns: itself, or for `EXECUTE name` the
+    /// body prepared under that name when there is exactly one.
+    fn source_of(&self, analysis: &Arc<Analysis>, i: usize) -> Option<(Arc<Analysis>, usize)> {
+        let s = analysis.statements.get(i)?;
+        match &s.executes {
+            None => Some((analysis.clone(), i)),
+            Some(name) => match self.sql_prepared.get(name).map(Vec::as_slice) {
+                Some([body]) => Some((Arc::new(Analysis { statements: vec![body.clone()] }), 0)),
+                _ => None,
+            },
+        }
+    }
+
+    /// Writes the agent's Query, telling `Outbound` about each statement's result first.
+    fn forward_query(&mut self, frame: &[u8], judged: &Judged, ids: &[u64]) {
+        if let Some(m) = self.masking() {
+            for i in 0..judged.analysis.statements.len() {
+                let source = self.source_of(&judged.analysis, i);
+                self.push_slot(SlotKind::Statement, &m, source, ids.get(i).copied());
+            }
+        }
+        self.out.extend_from_slice(frame);
+    }
+
+    /// Writes an Execute; under masking, preceded by the gateway's own Describe of the
+    /// portal, since the agent may not have asked for one and the plan needs it.
+    fn forward_execute(&mut self, frame: &[u8], portal: &[u8], judged: &Judged, audit: Option<u64>) {
+        if let Some(m) = self.masking() {
+            let source = self.source_of(&judged.analysis, 0);
+            self.push_slot(SlotKind::Execute { described: false }, &m, source, audit);
+            self.out.extend_from_slice(&Builder::describe(b'P', portal));
+        }
+        self.out.extend_from_slice(frame);
+    }
+
+    /// DDL may have changed the columns masking resolves against: the next session
+    /// reloads the catalog.
+    fn after_ddl(&self, analysis: &Analysis) {
+        if analysis.statements.iter().any(|s| s.operations.iter().any(|o| o.is_ddl())) {
+            self.shared.catalogs.invalidate(&self.target);
+        }
     }
 
     /// Records each statement and its decision before anything is forwarded; returns their
@@ -600,6 +750,13 @@ impl Inbound<'_> {
     async fn parse(&mut self, frame: &[u8], name: &[u8], text: &[u8]) -> Result<(), Error> {
         let judged = self.judge(text);
         self.stats.statements += judged.analysis.statements.len() as u64;
+        if let Some(Verdict::Refuse(r)) = self.masking_refusal(&judged) {
+            self.refuse_in_batch(r.clone());
+            if name.is_empty() || !self.statements.contains_key(name) {
+                self.statements.insert(name.to_vec(), Prepared::Refused(r));
+            }
+            return Ok(());
+        }
         // A statement that needs approval is parsed as usual; approval is asked at each
         // Execute, with the parameters it will run with.
         let approval = matches!(judged.verdict, Verdict::Approve { .. })
@@ -619,6 +776,7 @@ impl Inbound<'_> {
                 _ => {
                     self.out.extend_from_slice(frame);
                     self.remember_sql_prepares(&judged.analysis);
+                    self.after_ddl(&judged.analysis);
                     Prepared::Allowed { judged, id: ids.first().copied().unwrap_or(u64::MAX), approval }
                 }
             },
@@ -734,12 +892,13 @@ impl Inbound<'_> {
             Some(Prepared::Allowed { judged, id, approval }) => {
                 if let (Some(a), Verdict::Approve { rule, reason, approval: spec }) = (approval.clone(), judged.verdict.clone()) {
                     let judged = judged.clone();
+                    let audit = self.shared.audit.as_ref().map(|_| *id);
                     self.flush().await?;
                     match self.seek_approval(&judged, &a.describe(), &rule, &reason, &spec).await? {
                         Some(r) => self.refuse_in_batch(r),
                         None => {
                             self.batch_executes += 1;
-                            self.out.extend_from_slice(frame);
+                            self.forward_execute(frame, e.portal, &judged, audit);
                         }
                     }
                     return Ok(());
@@ -763,11 +922,12 @@ impl Inbound<'_> {
         };
         let index = self.batch_executes;
         self.batch_executes += 1;
+        let audit = (self.shared.audit.is_some() && id != u64::MAX).then_some(id);
         let Some(limit) = limit else {
-            if self.shared.audit.is_some() && id != u64::MAX {
+            if let Some(id) = audit {
                 self.send(Expect::Track(id, Instant::now()));
             }
-            self.out.extend_from_slice(frame);
+            self.forward_execute(frame, e.portal, &judged, audit);
             return Ok(());
         };
         if e.max_rows != 0 {
@@ -780,7 +940,7 @@ impl Inbound<'_> {
         let (report, rx) = oneshot::channel();
         let started = Instant::now();
         self.send(Expect::GuardExecute { index, limit, report });
-        self.out.extend_from_slice(frame);
+        self.forward_execute(frame, e.portal, &judged, audit);
         self.out.extend_from_slice(&Builder::flush());
         self.flush().await?;
         let ids = [id];
@@ -813,7 +973,7 @@ impl Inbound<'_> {
         if status == b'E' {
             // The target refuses everything in a failed transaction anyway.
             self.send(Expect::Sync(Instant::now()));
-            self.out.extend_from_slice(frame);
+            self.forward_query(frame, judged, ids);
             return Ok(());
         }
         let autocommit = status == b'I';
@@ -824,7 +984,7 @@ impl Inbound<'_> {
         let (report, rx) = oneshot::channel();
         let started = Instant::now();
         self.send(Expect::Guard { limits: limits.clone(), report });
-        self.out.extend_from_slice(frame);
+        self.forward_query(frame, judged, ids);
         self.flush().await?;
         let report = rx.await.unwrap_or(GuardReport::Failed);
         match &report {
@@ -1156,6 +1316,8 @@ enum Action {
     Drop,
     Hold,
     Write(Arc<Vec<u8>>),
+    /// Rewrite the frame through the current masking plan.
+    Mask,
 }
 
 /// Target → agent.
@@ -1173,6 +1335,12 @@ struct Outbound<'a> {
     session: Arc<str>,
     /// Audited statements forwarded and not yet answered, oldest first.
     tracking: VecDeque<(u64, Instant)>,
+    /// Results to mask, in the order the target sends them.
+    slots: VecDeque<Slot>,
+    /// ReadyForQuery messages read from the target.
+    ready_seen: u64,
+    /// Masking has been on in this session: a result that matches no slot is an error.
+    masking_seen: bool,
 }
 
 impl Outbound<'_> {
@@ -1182,7 +1350,7 @@ impl Outbound<'_> {
                 return Ok(());
             }
             if self.expect.closed.load(Ordering::Acquire) && self.queue.is_empty() {
-                self.expect.drain_into(&mut self.queue);
+                self.expect.drain_into(&mut self.queue, &mut self.slots);
                 if self.queue.is_empty() {
                     return Ok(());
                 }
@@ -1245,7 +1413,7 @@ impl Outbound<'_> {
     /// one slice of the read buffer; the usual case copies nothing.
     async fn frames(&mut self) -> Result<(), Error> {
         // Everything the frames in this read answer was queued before they were sent.
-        self.expect.drain_into(&mut self.queue);
+        self.expect.drain_into(&mut self.queue, &mut self.slots);
         let mut pos = 0;
         let mut run_start = 0;
         loop {
@@ -1263,6 +1431,7 @@ impl Outbound<'_> {
                         self.held.extend_from_slice(frame);
                     }
                     Action::Write(bytes) => self.out.extend_from_slice(&bytes),
+                    Action::Mask => self.mask_frame(h.tag, pos, h.total)?,
                     Action::Drop | Action::Forward => {}
                 }
                 run_start = pos + h.total;
@@ -1291,7 +1460,7 @@ impl Outbound<'_> {
 
     /// Expectations at the front that only change what is written next (the caller writes).
     fn immediate_in_batch(&mut self) {
-        self.expect.drain_into(&mut self.queue);
+        self.expect.drain_into(&mut self.queue, &mut self.slots);
         loop {
             match self.queue.front_mut() {
                 Some(Expect::Release) => self.out.append(&mut self.held),
@@ -1328,6 +1497,14 @@ impl Outbound<'_> {
             backend::NOTICE_RESPONSE => return Ok(Action::Forward),
             b'A' => return Ok(Action::Forward), // NotificationResponse
             _ => {}
+        }
+        let mut drop_completion = false;
+        if self.masking_seen || !self.slots.is_empty() {
+            match self.masking(tag, pos, total)? {
+                Masking::Act(a) => return Ok(a),
+                Masking::DropCompletion => drop_completion = true,
+                Masking::Continue => {}
+            }
         }
         let is_completion = matches!(tag, backend::COMMAND_COMPLETE | backend::EMPTY_QUERY | backend::PORTAL_SUSPENDED);
         let rows = if tag == backend::COMMAND_COMPLETE {
@@ -1450,7 +1627,150 @@ impl Outbound<'_> {
             }
             self.batch = Batch::default();
         }
+        if drop_completion && matches!(action, Action::Forward) {
+            return Ok(Action::Drop);
+        }
         Ok(action)
+    }
+
+    /// Masking's part in handling one frame. Result frames (RowDescription, NoData,
+    /// DataRow, COPY out) are decided here; completions, errors and ReadyForQuery also
+    /// retire slots and go on through the usual handling.
+    fn masking(&mut self, tag: u8, pos: usize, total: usize) -> Result<Masking, Error> {
+        if tag == backend::READY_FOR_QUERY {
+            self.ready_seen += 1;
+            while self.slots.front().is_some_and(|s| s.seq < self.ready_seen) {
+                self.retire_slot();
+            }
+            return Ok(Masking::Continue);
+        }
+        let is_result = matches!(tag, backend::ROW_DESCRIPTION | b'n' | backend::DATA_ROW | backend::COPY_OUT_RESPONSE | b'd' | b'c');
+        let current = self.slots.front().is_some_and(|s| s.seq == self.ready_seen);
+        if !current {
+            if is_result {
+                // Rows the gateway cannot attribute to a statement: never pass them unmasked.
+                let msg = "drawbridge: a result could not be matched to its statement; the session is closed so that nothing unmasked reaches the agent";
+                self.out.extend_from_slice(&Builder::error("FATAL", "XX000", msg, None));
+                return Err(Error::Upstream { target: self.target.into(), reason: "unattributed result under masking".into() });
+            }
+            return Ok(Masking::Continue);
+        }
+        self.masking_seen = true;
+        let body = &self.server.buf[pos + 5..pos + total];
+        let Some(slot) = self.slots.front_mut() else { return Ok(Masking::Continue) };
+        Ok(match tag {
+            backend::ROW_DESCRIPTION | b'n' => {
+                let plan = |slot: &Slot| -> Result<Option<ResultMask>, Error> {
+                    if tag != backend::ROW_DESCRIPTION {
+                        return Ok(None);
+                    }
+                    let fields = backend::row_description(body)?;
+                    Ok(slot.masks.plan(slot.statement(), &fields))
+                };
+                match slot.kind {
+                    SlotKind::Describe => {
+                        self.slots.pop_front();
+                        Masking::Act(Action::Forward)
+                    }
+                    SlotKind::Execute { described: false } => {
+                        slot.mask = plan(slot)?;
+                        slot.kind = SlotKind::Execute { described: true };
+                        Masking::Act(Action::Drop)
+                    }
+                    SlotKind::Statement => {
+                        slot.mask = plan(slot)?;
+                        Masking::Act(Action::Forward)
+                    }
+                    SlotKind::Execute { described: true } => Masking::Act(Action::Forward),
+                }
+            }
+            backend::DATA_ROW => match &slot.mask {
+                Some(m) if !m.plan.is_passthrough() => Masking::Act(Action::Mask),
+                _ => Masking::Act(Action::Forward),
+            },
+            backend::COPY_OUT_RESPONSE => {
+                let (format, cols) = backend::copy_out_response(body)?;
+                let Some(m) = slot.masks.copy_plan(slot.statement(), cols.len()) else {
+                    return Ok(Masking::Act(Action::Forward));
+                };
+                let options = slot.statement().and_then(|s| s.copy.as_ref());
+                match (format, options) {
+                    (0, Some(o)) if !o.binary && o.encoding.is_none() => {
+                        let f = copy_format(o);
+                        slot.copy = Some(mask::CopyRewriter::new(m.plan.clone(), f));
+                        slot.mask = Some(m);
+                        Masking::Act(Action::Forward)
+                    }
+                    _ => {
+                        slot.refused_copy = true;
+                        let msg = format!(
+                            "drawbridge: blocked by rule {}: this COPY format cannot be masked; use COPY … TO STDOUT in text or CSV format",
+                            m.audit.first().map_or("masking", |a| a.rule.as_str())
+                        );
+                        Masking::Act(Action::Write(Arc::new(Builder::error("ERROR", "42501", &msg, None))))
+                    }
+                }
+            }
+            b'd' if slot.refused_copy => Masking::Act(Action::Drop),
+            b'd' if slot.copy.is_some() => Masking::Act(Action::Mask),
+            b'c' if slot.refused_copy => Masking::Act(Action::Drop),
+            b'd' | b'c' => Masking::Act(Action::Forward),
+            backend::COMMAND_COMPLETE | backend::EMPTY_QUERY | backend::PORTAL_SUSPENDED | backend::ERROR_RESPONSE => {
+                let refused = slot.refused_copy && tag == backend::COMMAND_COMPLETE;
+                self.retire_slot();
+                if refused { Masking::DropCompletion } else { Masking::Continue }
+            }
+            _ => Masking::Continue,
+        })
+    }
+
+    /// Rewrites a DataRow or CopyData frame at `pos` through the current slot's plan into
+    /// `out`. A frame the masker cannot read is not passed on: the session ends.
+    fn mask_frame(&mut self, tag: u8, pos: usize, total: usize) -> Result<(), Error> {
+        let frame = &self.server.buf[pos..pos + total];
+        let Some(slot) = self.slots.front_mut() else { return Ok(()) };
+        let result = match (tag, slot.mask.as_mut(), slot.copy.as_mut()) {
+            (backend::DATA_ROW, Some(m), _) => mask::rewrite_data_row_tally(&m.plan, frame, &mut self.out, &mut m.tally).map(|_| ()),
+            (b'd', Some(m), Some(copy)) => {
+                let start = self.out.len();
+                self.out.extend_from_slice(&[b'd', 0, 0, 0, 0]);
+                match copy.rewrite(&frame[5..], &mut self.out) {
+                    Ok(stats) => {
+                        let len = (self.out.len() - start - 1) as u32;
+                        self.out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+                        m.tally.rows += 1;
+                        // COPY reports masked values per line; count them against the
+                        // first masked column.
+                        if let Some(first) = m.audit.first() {
+                            if let Some(c) = m.tally.per_column.get_mut(first.position) {
+                                *c += u64::from(stats.masked);
+                            }
+                        }
+                        Ok(())
+                    }
+                    Err(e) => {
+                        self.out.truncate(start);
+                        Err(e)
+                    }
+                }
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            let msg = format!("drawbridge: a result value could not be masked ({e}); the session is closed so that nothing unmasked reaches the agent");
+            self.out.extend_from_slice(&Builder::error("FATAL", "XX000", &msg, None));
+            return Err(Error::Upstream { target: self.target.into(), reason: format!("masking: {e}") });
+        }
+        Ok(())
+    }
+
+    /// Drops the front slot, recording what it masked.
+    fn retire_slot(&mut self) {
+        let Some(slot) = self.slots.pop_front() else { return };
+        let Some(columns) = slot.mask.as_ref().and_then(ResultMask::masked_columns) else { return };
+        let values: u64 = columns.iter().map(|c| c.values).sum();
+        self.shared.metrics.masked_values.fetch_add(values, Ordering::Relaxed);
+        let _ = self.shared.record(audit::Event::Masked { session: self.session.to_string(), statement: slot.audit, columns });
     }
 
     fn record_outcome(&mut self, tag: u8, pos: usize, total: usize) {
@@ -1483,6 +1803,49 @@ impl Outbound<'_> {
         self.queue.pop_front();
         self.batch = Batch::default();
         Ok(action)
+    }
+}
+
+/// Masking's verdict on one frame.
+enum Masking {
+    /// Do this with the frame.
+    Act(Action),
+    /// Handle it as usual, then drop it (the completion of a refused COPY).
+    DropCompletion,
+    /// Handle it as usual.
+    Continue,
+}
+
+/// Query and Sync frames in `buf` (whole frames): each is answered by one ReadyForQuery.
+fn ready_answers(buf: &[u8]) -> u64 {
+    let mut n = 0;
+    let mut pos = 0;
+    while let Some(len) = buf.get(pos + 1..pos + 5) {
+        if matches!(buf[pos], frontend::QUERY | frontend::SYNC) {
+            n += 1;
+        }
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        pos += 1 + len.max(4);
+    }
+    n
+}
+
+fn copy_format(o: &sql::CopyOptions) -> mask::CopyFormat {
+    let byte = |s: &Option<String>, default: u8| s.as_deref().and_then(|s| s.bytes().next()).unwrap_or(default);
+    if o.csv {
+        mask::CopyFormat::Csv {
+            delimiter: byte(&o.delimiter, b','),
+            quote: byte(&o.quote, b'"'),
+            escape: byte(&o.escape, byte(&o.quote, b'"')),
+            null: o.null.as_deref().unwrap_or("").as_bytes().into(),
+            header: o.header,
+        }
+    } else {
+        mask::CopyFormat::Text {
+            delimiter: byte(&o.delimiter, b'\t'),
+            null: o.null.as_deref().unwrap_or("\\N").as_bytes().into(),
+            header: o.header,
+        }
     }
 }
 

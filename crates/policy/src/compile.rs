@@ -3,8 +3,9 @@
 use crate::condition::Condition;
 use crate::file::{Match, PolicyFile, Rule, RuleEffect, Window};
 use crate::glob::Globs;
+use crate::masking::MaskRule;
 use crate::window::CompiledWindow;
-use crate::{packs, Error};
+use crate::{packs, Error, Principal};
 use sha2::{Digest, Sha256};
 use sql::Operation;
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,11 +22,36 @@ pub(crate) fn op_set(ops: impl IntoIterator<Item = Operation>) -> OpSet {
     ops.into_iter().fold(0, |acc, op| acc | op_bit(op))
 }
 
+/// The principal and target conditions of a match block.
 #[derive(Debug)]
-pub(crate) struct Matcher {
+pub(crate) struct Audience {
     pub agents: Option<Globs>,
     pub groups: Option<Globs>,
     pub targets: Option<Globs>,
+}
+
+impl Audience {
+    pub(crate) fn holds(&self, p: &Principal, target: &str) -> bool {
+        self.agents.as_ref().is_none_or(|g| g.matches(&p.agent))
+            && self
+                .groups
+                .as_ref()
+                .is_none_or(|g| p.groups.iter().any(|x| g.matches(x)))
+            && self.targets.as_ref().is_none_or(|g| g.matches(target))
+    }
+
+    fn compile(m: &Match) -> Result<Audience, String> {
+        Ok(Audience {
+            agents: globs("agents", &m.agents)?,
+            groups: globs("groups", &m.groups)?,
+            targets: globs("targets", &m.targets)?,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Matcher {
+    pub audience: Audience,
     /// None: every operation.
     pub operations: Option<OpSet>,
     pub tables: Option<Globs>,
@@ -49,6 +75,8 @@ pub(crate) struct CompiledRule {
 
 pub(crate) struct Compiled {
     pub rules: Vec<CompiledRule>,
+    /// Mask rules in file order.
+    pub masks: Vec<Arc<MaskRule>>,
     pub version: String,
 }
 
@@ -100,6 +128,7 @@ pub(crate) fn compile(doc: PolicyFile, file: &str, text: Option<&str>) -> Result
 
     let mut names = BTreeSet::new();
     let mut rules = Vec::with_capacity(sourced.len());
+    let mut masks = Vec::new();
     for (origin, rule) in &sourced {
         let whence = match origin {
             Origin::File => format!(
@@ -116,7 +145,11 @@ pub(crate) fn compile(doc: PolicyFile, file: &str, text: Option<&str>) -> Result
         if !names.insert(rule.name.clone()) {
             return Err(fail("name: another rule already has this name".into()));
         }
-        rules.push(compile_rule(rule, &compiled_windows).map_err(fail)?);
+        if rule.effect == RuleEffect::Mask {
+            masks.push(Arc::new(compile_mask_rule(rule).map_err(fail)?));
+        } else {
+            rules.push(compile_rule(rule, &compiled_windows).map_err(fail)?);
+        }
     }
 
     let canonical =
@@ -124,7 +157,11 @@ pub(crate) fn compile(doc: PolicyFile, file: &str, text: Option<&str>) -> Result
             .map_err(|e| at_file(format!("cannot encode compiled policy: {e}")))?;
     let digest = Sha256::digest(canonical.as_bytes());
     let version = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    Ok(Compiled { rules, version })
+    Ok(Compiled {
+        rules,
+        masks,
+        version,
+    })
 }
 
 fn valid_name(name: &str) -> bool {
@@ -165,27 +202,18 @@ fn compile_rule(
         RuleEffect::Allow => crate::Effect::Allow,
         RuleEffect::Deny => crate::Effect::Deny,
         RuleEffect::RequireApproval => crate::Effect::RequireApproval,
+        RuleEffect::Mask => return Err("effect: a mask rule is compiled on its own".into()),
     };
+    if rule.mask.is_some() {
+        return Err("mask: only mask rules carry a mask block".into());
+    }
     if rule.max_rows.is_some() && effect != crate::Effect::Allow {
         return Err("max_rows: only allow rules carry a row limit".into());
     }
     if rule.approval.is_some() && effect != crate::Effect::RequireApproval {
         return Err("approval: only require_approval rules ask for approval".into());
     }
-    let blocks: Vec<(String, Match)> = match (&rule.matches, &rule.match_any) {
-        (Some(_), Some(_)) => return Err("give either match or match_any, not both".into()),
-        (Some(m), None) => vec![("match".to_string(), m.clone())],
-        (None, Some(list)) if list.is_empty() => {
-            return Err("match_any: empty list matches nothing".into())
-        }
-        (None, Some(list)) => list
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (format!("match_any[{i}]"), m.clone()))
-            .collect(),
-        (None, None) => vec![("match".to_string(), Match::default())],
-    };
-    let matchers = blocks
+    let matchers = match_blocks(rule)?
         .iter()
         .map(|(at, m)| compile_match(m, windows).map_err(|e| format!("{at}.{e}")))
         .collect::<Result<Vec<_>, _>>()?;
@@ -197,6 +225,58 @@ fn compile_rule(
         approval: rule.approval.clone(),
         matchers,
     })
+}
+
+/// The rule's match blocks, each with the path that names it in errors.
+fn match_blocks(rule: &Rule) -> Result<Vec<(String, Match)>, String> {
+    Ok(match (&rule.matches, &rule.match_any) {
+        (Some(_), Some(_)) => return Err("give either match or match_any, not both".into()),
+        (Some(m), None) => vec![("match".to_string(), m.clone())],
+        (None, Some(list)) if list.is_empty() => {
+            return Err("match_any: empty list matches nothing".into())
+        }
+        (None, Some(list)) => list
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (format!("match_any[{i}]"), m.clone()))
+            .collect(),
+        (None, None) => vec![("match".to_string(), Match::default())],
+    })
+}
+
+fn compile_mask_rule(rule: &Rule) -> Result<MaskRule, String> {
+    let Some(mask) = &rule.mask else {
+        return Err("mask: a mask rule needs a mask block saying which columns to mask".into());
+    };
+    if rule.max_rows.is_some() {
+        return Err("max_rows: only allow rules carry a row limit".into());
+    }
+    if rule.approval.is_some() {
+        return Err("approval: only require_approval rules ask for approval".into());
+    }
+    if rule.reason.is_some() {
+        return Err("reason: mask rules refuse nothing, so they take no reason".into());
+    }
+    let mut audiences = Vec::new();
+    for (at, m) in match_blocks(rule)? {
+        // Masking is decided once per session, before any statement is known.
+        let statement_fields = [
+            ("operations", m.operations.is_some()),
+            ("tables", m.tables.is_some()),
+            ("functions", m.functions.is_some()),
+            ("volatile_functions", m.volatile_functions.is_some()),
+            ("during", m.during.is_some()),
+            ("outside", m.outside.is_some()),
+            ("condition", m.condition.is_some()),
+        ];
+        if let Some((field, _)) = statement_fields.iter().find(|(_, given)| *given) {
+            return Err(format!(
+                "{at}.{field}: a mask rule matches only agents, groups and targets"
+            ));
+        }
+        audiences.push(Audience::compile(&m).map_err(|e| format!("{at}.{e}"))?);
+    }
+    MaskRule::compile(&rule.name, audiences, mask)
 }
 
 fn globs(field: &str, list: &Option<Vec<String>>) -> Result<Option<Globs>, String> {
@@ -264,9 +344,7 @@ fn compile_match(
         Some(src) => Some(Condition::compile(src).map_err(|e| format!("condition: {e}"))?),
     };
     Ok(Matcher {
-        agents: globs("agents", &m.agents)?,
-        groups: globs("groups", &m.groups)?,
-        targets: globs("targets", &m.targets)?,
+        audience: Audience::compile(m)?,
         operations,
         tables: globs("tables", &m.tables)?,
         functions: globs("functions", &m.functions)?,

@@ -81,15 +81,7 @@ impl<'a, 'c> Evaluation<'a, 'c> {
     /// Whether every condition of `m` holds; clock-dependent checks come last so that
     /// a statement is marked uncacheable only when the clock was really consulted.
     fn holds(&mut self, m: &Matcher, mode: Mode) -> bool {
-        let p = self.ctx.principal;
-        if m.agents.as_ref().is_some_and(|g| !g.matches(&p.agent))
-            || m.groups
-                .as_ref()
-                .is_some_and(|g| !p.groups.iter().any(|x| g.matches(x)))
-            || m.targets
-                .as_ref()
-                .is_some_and(|g| !g.matches(self.ctx.target))
-        {
+        if !m.audience.holds(self.ctx.principal, self.ctx.target) {
             return false;
         }
         if mode == Mode::Refuse && m.operations.is_some_and(|set| set & self.ops == 0) {
@@ -153,7 +145,7 @@ impl<'a, 'c> Evaluation<'a, 'c> {
     fn refusing(&mut self, rules: &'a [CompiledRule], effect: Effect) -> Vec<&'a CompiledRule> {
         let mut hit = Vec::new();
         for rule in rules.iter().filter(|r| r.effect == effect) {
-            if self.ctx.exempt.iter().any(|e| *e == rule.name) {
+            if self.ctx.exempt.contains(&rule.name) {
                 continue;
             }
             let mut any = false;

@@ -1,7 +1,8 @@
 //! The policy file format: serde types shared by the loader, the packs and the JSON Schema.
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// A policy file.
@@ -71,6 +72,8 @@ pub enum RuleEffect {
     Allow,
     Deny,
     RequireApproval,
+    // Masks result columns; never part of allow/deny/approval decisions.
+    Mask,
 }
 
 /// A named rule.
@@ -98,6 +101,144 @@ pub struct Rule {
     /// `require_approval` rules only: how the approval is asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
+    /// `mask` rules only (and required there): which columns are masked, and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<Mask>,
+}
+
+/// What a `mask` rule masks and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Mask {
+    /// Globs (`*`, `?`) on `schema.table.column`. A pattern with fewer dot-separated parts
+    /// matches the trailing parts: `ssn` is any column named ssn, `users.phone` the column
+    /// phone of a table users in any schema.
+    #[schemars(length(min = 1))]
+    pub columns: Vec<String>,
+    /// Semantic type of the values: picks the detectors for `scan` and the default strategy.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub semantic_type: Option<SemanticType>,
+    /// Default: `partial` for card, phone, ssn and iban; `redact` otherwise. A bare YAML
+    /// `null` means the `null` strategy.
+    #[serde(
+        default,
+        deserialize_with = "strategy_or_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub strategy: Option<MaskStrategy>,
+    /// `partial` only: trailing characters left visible (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<u32>,
+    /// `redact` only: the replacement text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<String>,
+    /// `hash` only: hex characters of the keyed hash kept, 1 to 64 (default 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
+    pub hash_length: Option<u32>,
+    /// true: replace only the substrings the detectors find (the type's, or all of them
+    /// without a type); false: replace the whole value.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scan: bool,
+    /// What to do with an output column derived from a masked column when the gateway
+    /// cannot tell how; the strictest of the applicable rules wins.
+    #[serde(default, skip_serializing_if = "Unresolved::is_mask")]
+    pub unresolved: Unresolved,
+}
+
+/// YAML reads a bare `strategy: null` as null, not as the string: both mean the `null`
+/// strategy. An absent field never reaches here.
+fn strategy_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MaskStrategy>, D::Error> {
+    Ok(Some(
+        Option::<MaskStrategy>::deserialize(d)?.unwrap_or(MaskStrategy::Null),
+    ))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskStrategy {
+    /// A fixed placeholder.
+    Redact,
+    /// All but the last `keep` characters become `*`.
+    Partial,
+    /// A keyed hash: equal values stay equal, originals cannot be recovered.
+    Hash,
+    /// SQL NULL.
+    Null,
+}
+
+/// What happens to an output column whose origin in a masked column cannot be traced.
+/// Ordered from lenient to strict.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Unresolved {
+    /// Mask the whole value.
+    #[default]
+    Mask,
+    /// Refuse the statement.
+    Refuse,
+}
+
+impl Unresolved {
+    fn is_mask(&self) -> bool {
+        *self == Unresolved::Mask
+    }
+}
+
+/// A semantic type as policy files name it (`email`, `phone`, `card`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SemanticType(pub mask::SemanticType);
+
+impl Serialize for SemanticType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for SemanticType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = Cow::<'de, str>::deserialize(d)?;
+        // Exact names only, like every other enum of the format.
+        mask::SemanticType::ALL
+            .into_iter()
+            .find(|t| t.name() == name)
+            .map(SemanticType)
+            .ok_or_else(|| {
+                let known: Vec<&str> = mask::SemanticType::ALL.iter().map(|t| t.name()).collect();
+                serde::de::Error::custom(format!(
+                    "unknown semantic type `{name}`, expected one of {}",
+                    known.join(", ")
+                ))
+            })
+    }
+}
+
+impl JsonSchema for SemanticType {
+    fn schema_name() -> Cow<'static, str> {
+        "SemanticType".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = mask::SemanticType::ALL.iter().map(|t| t.name()).collect();
+        schemars::json_schema!({
+            "description": "A kind of sensitive value the masking detectors recognise.",
+            "type": "string",
+            "enum": names,
+        })
+    }
 }
 
 /// How a `require_approval` rule asks for a human's decision.
@@ -125,7 +266,8 @@ pub enum ApprovalMode {
     Retry,
 }
 
-/// Conditions of a rule; every field given must hold.
+/// Conditions of a rule; every field given must hold. `mask` rules may use only
+/// `agents`, `groups` and `targets`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Match {

@@ -10,6 +10,11 @@ impl Globs {
         Globs(patterns.iter().map(|p| WildMatch::new(p)).collect())
     }
 
+    /// One pattern.
+    pub(crate) fn one(pattern: &str) -> Globs {
+        Globs(vec![WildMatch::new(pattern)])
+    }
+
     pub(crate) fn matches(&self, s: &str) -> bool {
         self.0.iter().any(|g| g.matches(s))
     }

@@ -2,7 +2,8 @@
 //!
 //! A [`Policy`] is built from a file ([`Policy::load`], [`Policy::from_yaml`]) or a built-in
 //! pack ([`Policy::pack`]). [`Policy::evaluate`] judges one statement's facts;
-//! [`Policy::judge`] a whole message. See `docs/policy.md` for the format.
+//! [`Policy::judge`] a whole message; [`Policy::masks`] says which result columns a
+//! principal sees masked on a target. See `docs/policy.md` for the format.
 #![forbid(unsafe_code)]
 
 mod compile;
@@ -10,9 +11,13 @@ mod condition;
 mod eval;
 pub mod file;
 mod glob;
+mod masking;
 pub mod packs;
 pub mod testing;
 mod window;
+
+pub use file::Unresolved;
+pub use masking::{ColumnMasking, Masks, DEFAULT_HASH_LENGTH, DEFAULT_KEEP};
 
 use sql::{Analysis, Function, Statement};
 use std::collections::BTreeMap;
@@ -157,6 +162,7 @@ pub struct Context<'a> {
 pub struct Policy {
     name: String,
     rules: Vec<compile::CompiledRule>,
+    masks: Vec<std::sync::Arc<masking::MaskRule>>,
     version: String,
     condition_deadline: Duration,
 }
@@ -167,6 +173,7 @@ impl std::fmt::Debug for Policy {
             .field("name", &self.name)
             .field("version", &self.version)
             .field("rules", &self.rule_names())
+            .field("masks", &self.mask_rule_names())
             .finish()
     }
 }
@@ -199,6 +206,7 @@ impl Policy {
         Ok(Policy {
             name: name.to_string(),
             rules: compiled.rules,
+            masks: compiled.masks,
             version: compiled.version,
             condition_deadline: DEFAULT_CONDITION_DEADLINE,
         })
@@ -234,9 +242,19 @@ impl Policy {
         &self.version
     }
 
-    /// Rule names in evaluation order.
+    /// Names of the allow, deny and approval rules, in evaluation order.
     pub fn rule_names(&self) -> Vec<&str> {
         self.rules.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    /// Names of the mask rules, in file order.
+    pub fn mask_rule_names(&self) -> Vec<&str> {
+        self.masks.iter().map(|r| r.name()).collect()
+    }
+
+    /// The mask rules whose match holds for this principal and target.
+    pub fn masks(&self, principal: &Principal, target: &str) -> Masks {
+        Masks::select(&self.masks, principal, target)
     }
 
     pub fn evaluate(&self, stmt: &Statement, ctx: &Context<'_>) -> Decision {
@@ -290,5 +308,7 @@ pub fn json_schema() -> String {
     text
 }
 
+#[cfg(test)]
+mod mask_tests;
 #[cfg(test)]
 mod tests;

@@ -67,6 +67,27 @@ pub struct Case {
     /// The row limit the decision must carry.
     #[serde(default)]
     pub max_rows: Option<u64>,
+    /// How columns must be masked for this case's agent, groups and target.
+    #[serde(default)]
+    pub masks: Vec<MaskCase>,
+}
+
+/// One column's expected masking.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskCase {
+    /// `schema.table.column`.
+    pub column: String,
+    /// The mask rule that must apply to the column.
+    #[serde(default)]
+    pub rule: Option<String>,
+    /// false: the column must not be masked at all.
+    #[serde(default = "masked_default")]
+    pub masked: bool,
+}
+
+fn masked_default() -> bool {
+    true
 }
 
 fn default_agent() -> String {
@@ -299,6 +320,7 @@ fn run_case(
             ));
         }
     }
+    check_masks(policy, &principal, &case.target, &case.masks, &mut failures)?;
     if case.max_rows.is_some() && case.max_rows != decision.max_rows {
         let show = |m: Option<u64>| m.map_or("none".to_string(), |n| n.to_string());
         failures.push(format!(
@@ -313,4 +335,45 @@ fn run_case(
         failures,
         decision,
     })
+}
+
+fn check_masks(
+    policy: &Policy,
+    principal: &Principal,
+    target: &str,
+    cases: &[MaskCase],
+    failures: &mut Vec<String>,
+) -> Result<(), String> {
+    if cases.is_empty() {
+        return Ok(());
+    }
+    let masks = policy.masks(principal, target);
+    for (i, m) in cases.iter().enumerate() {
+        let [schema, table, column] = m.column.split('.').collect::<Vec<_>>()[..] else {
+            return Err(format!(
+                "masks[{i}].column: `{}` is not schema.table.column",
+                m.column
+            ));
+        };
+        if !m.masked && m.rule.is_some() {
+            return Err(format!("masks[{i}]: give rule or masked: false, not both"));
+        }
+        let got = masks.column(schema, table, column).map(|c| c.rule.as_str());
+        let show =
+            |r: Option<&str>| r.map_or("not masked".to_string(), |r| format!("masked by {r}"));
+        let ok = match (m.masked, &m.rule, got) {
+            (false, _, got) => got.is_none(),
+            (true, Some(rule), got) => got == Some(rule.as_str()),
+            (true, None, got) => got.is_some(),
+        };
+        if !ok {
+            let want = match (&m.rule, m.masked) {
+                (_, false) => "not masked".to_string(),
+                (Some(r), true) => format!("masked by {r}"),
+                (None, true) => "masked".to_string(),
+            };
+            failures.push(format!("expected {} {want}, got {}", m.column, show(got)));
+        }
+    }
+    Ok(())
 }

@@ -4,7 +4,7 @@ use super::*;
 use sql::{Operation, Table};
 use std::collections::BTreeSet;
 
-fn stmt(command: &str, ops: &[Operation]) -> Statement {
+pub(crate) fn stmt(command: &str, ops: &[Operation]) -> Statement {
     Statement {
         start: 0,
         end: 0,
@@ -17,6 +17,8 @@ fn stmt(command: &str, ops: &[Operation]) -> Statement {
         executes: None,
         deallocates: None,
         rows_countable: true,
+        result: None,
+        copy: None,
     }
 }
 

@@ -4,8 +4,8 @@
 //! generated child table in `walk.rs`, so nesting depth never costs call stack here and a
 //! statement hidden inside an unfamiliar node is still found.
 
-use crate::facts::{Analysis, Function, Operation, Statement, Table, Transaction};
-use crate::walk;
+use crate::facts::{Analysis, CopyOptions, Function, Operation, Statement, Table, Transaction};
+use crate::{lineage, walk};
 use pg_query::protobuf::{
     self, a_const, DiscardMode, ObjectType, RoleStmtType, SetOperation, TransactionStmtKind,
     VariableSetKind,
@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 /// Functions whose argument is SQL text they run, so their effect cannot be seen here.
-const DYNAMIC_SQL: &[&str] = &[
+pub(crate) const DYNAMIC_SQL: &[&str] = &[
     "query_to_xml",
     "query_to_xmlschema",
     "query_to_xml_and_xmlschema",
@@ -75,7 +75,16 @@ pub(crate) fn analyze(text: &str, tree: &protobuf::ParseResult) -> Outcome {
         let mut w = Walker::new(start, end, top.to_ref());
         w.run(top.to_ref());
         read_constants |= w.read_constants;
-        statements.push(w.finish(top.to_ref()));
+        let mut st = w.finish(top.to_ref());
+        st.result = lineage::of_statement(top.to_ref());
+        if let NodeEnum::CopyStmt(c) = top {
+            if !c.is_from {
+                // Option values are literals: facts that depend on them hold for this text only.
+                read_constants |= !c.options.is_empty();
+                st.copy = Some(copy_options(c));
+            }
+        }
+        statements.push(st);
     }
     Outcome { analysis: Analysis { statements }, read_constants }
 }
@@ -104,6 +113,8 @@ impl<'a> Walker<'a> {
                 executes: None,
                 deallocates: None,
                 rows_countable: false,
+                result: None,
+                copy: None,
             },
             tables: Vec::new(),
             stack: Vec::new(),
@@ -555,6 +566,37 @@ fn is_write_target(parent: NodeRef<'_>, child: NodeRef<'_>) -> bool {
         // truncates or grants on.
         other => walk::kind(&other).ends_with("Stmt"),
     }
+}
+
+fn copy_options(c: &protobuf::CopyStmt) -> CopyOptions {
+    let mut o = CopyOptions::default();
+    for opt in &c.options {
+        let Some(NodeEnum::DefElem(d)) = &opt.node else { continue };
+        let text = match d.arg.as_deref().and_then(|a| a.node.as_ref()) {
+            Some(NodeEnum::String(s)) => Some(s.sval.clone()),
+            Some(NodeEnum::Integer(i)) => Some(i.ival.to_string()),
+            Some(NodeEnum::Boolean(b)) => Some(b.boolval.to_string()),
+            _ => None,
+        };
+        match d.defname.as_str() {
+            "format" => {
+                let f = text.unwrap_or_default().to_ascii_lowercase();
+                o.binary = f == "binary";
+                o.csv = f == "csv";
+            }
+            "delimiter" => o.delimiter = text,
+            "null" => o.null = text,
+            "quote" => o.quote = text,
+            "escape" => o.escape = text,
+            "header" => {
+                let t = text.map(|t| t.to_ascii_lowercase());
+                o.header = !matches!(t.as_deref(), Some("false" | "off" | "0"));
+            }
+            "encoding" => o.encoding = Some(text.unwrap_or_default()),
+            _ => {}
+        }
+    }
+    o
 }
 
 /// EXPLAIN runs the statement when ANALYZE is on; anything but an explicit "off" counts.

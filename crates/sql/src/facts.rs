@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// One thing a statement does. A statement yields every operation found anywhere in its
 /// tree (writable CTEs, EXPLAIN ANALYZE, PREPARE bodies, subqueries), so a rule that
@@ -222,7 +223,7 @@ pub enum Transaction {
 }
 
 /// The facts of one statement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct Statement {
     /// Byte range of this statement in the analysed text.
     pub start: usize,
@@ -242,6 +243,100 @@ pub struct Statement {
     /// The command tag reports every row the statement modifies (a top-level
     /// UPDATE/DELETE/MERGE/INSERT with no data-modifying CTE), so a row limit can be exact.
     pub rows_countable: bool,
+    /// Where the rows this statement returns take their values from; None when it returns
+    /// no rows the analysis can describe (no RETURNING, EXPLAIN, SELECT INTO, utility
+    /// commands). DECLARE and PREPARE describe their query; COPY … TO STDOUT its rows.
+    /// Not serialised: the audit log keeps facts for every statement, and lineage is the
+    /// gateway's working data, not evidence.
+    #[serde(skip)]
+    pub result: Option<Arc<Lineage>>,
+    /// `COPY … TO`: the options that shape its data lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy: Option<CopyOptions>,
+}
+
+/// Options of `COPY … TO`, as written (defaults are the reader's business).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct CopyOptions {
+    pub binary: bool,
+    pub csv: bool,
+    pub delimiter: Option<String>,
+    pub null: Option<String>,
+    pub quote: Option<String>,
+    pub escape: Option<String>,
+    pub header: bool,
+    /// `ENCODING`: the data is converted to it.
+    pub encoding: Option<String>,
+}
+
+/// A relation as written in the statement (schema when qualified), quoting and unicode
+/// escapes undone as for [`Table`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Default)]
+pub struct Relation {
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+/// A base-relation column a value may derive from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Default)]
+pub struct ColumnSource {
+    /// The relation, when the reference resolves to exactly one base relation in scope.
+    /// None: any relation of the statement that has a column of this name.
+    pub table: Option<Relation>,
+    pub column: String,
+}
+
+/// What one value of the result may derive from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Sources {
+    /// Base-relation columns the value may derive from.
+    pub columns: BTreeSet<ColumnSource>,
+    /// Base relations whose whole row feeds the value (`row_to_json(t)`, `t` as a value,
+    /// `t.*` inside an expression, a relation whose columns were renamed by an alias list).
+    pub rows: BTreeSet<Relation>,
+    /// The value is exactly one base column's value, unchanged: a bare column reference,
+    /// possibly through aliases, subqueries, CTEs and set operations whose arms are all
+    /// direct. False for any expression, casts included.
+    pub direct: bool,
+    /// Something could not be followed: the value may derive from anything the statement
+    /// reads.
+    pub opaque: bool,
+}
+
+impl Sources {
+    /// Nothing from any relation feeds the value (constants, `count(*)`, parameters).
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty() && self.rows.is_empty() && !self.opaque
+    }
+}
+
+/// One entry of a result's target list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Output {
+    /// One result column.
+    Column(Sources),
+    /// `*` or `rel.*` at the top level of the target list: several result columns.
+    /// `sources` is the union over everything the star covers (a starred base relation is
+    /// in `sources.rows`; `direct` means every covered column is one base column's value
+    /// unchanged). `relations` lists the base relations whose columns the star expands
+    /// to, in FROM order. `width` is the column count when known without a catalog.
+    Star { sources: Sources, relations: Vec<Relation>, width: Option<usize> },
+}
+
+impl Output {
+    pub fn sources(&self) -> &Sources {
+        match self {
+            Output::Column(s) | Output::Star { sources: s, .. } => s,
+        }
+    }
+}
+
+/// Where each entry of a statement's result comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Lineage {
+    /// One entry per entry of the result's target list, in order.
+    pub outputs: Vec<Output>,
 }
 
 impl Statement {

@@ -8,13 +8,17 @@
 mod analyze;
 mod depth;
 pub mod facts;
+mod lineage;
 mod redact;
 mod normalize;
 mod parse;
 mod walk;
 
 pub use redact::redact_secrets;
-pub use facts::{Analysis, Function, Operation, Statement, Table, Transaction};
+pub use facts::{
+    Analysis, ColumnSource, CopyOptions, Function, Lineage, Operation, Output, Relation, Sources, Statement, Table,
+    Transaction,
+};
 
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
@@ -61,7 +65,14 @@ struct Weight;
 
 impl<K: AsRef<str>> Weighter<K, Arc<Analysis>> for Weight {
     fn weight(&self, key: &K, val: &Arc<Analysis>) -> u64 {
-        (key.as_ref().len() + 64 + 256 * val.statements.len()) as u64
+        let lineage: usize = val
+            .statements
+            .iter()
+            .filter_map(|s| s.result.as_deref())
+            .flat_map(|l| &l.outputs)
+            .map(|o| 48 + 64 * (o.sources().columns.len() + o.sources().rows.len()))
+            .sum();
+        (key.as_ref().len() + 64 + 256 * val.statements.len() + lineage) as u64
     }
 }
 

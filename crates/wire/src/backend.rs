@@ -149,3 +149,84 @@ mod tests {
         assert!(ready_for_query(b"X").is_err());
     }
 }
+
+/// One column of a RowDescription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field<'a> {
+    pub name: &'a [u8],
+    /// OID of the table the column comes from, 0 when it is not a plain table column.
+    pub table_oid: u32,
+    pub attnum: i16,
+    pub type_oid: u32,
+    pub type_size: i16,
+    pub typmod: i32,
+    /// 0 text, 1 binary.
+    pub format: i16,
+}
+
+pub fn row_description(body: &[u8]) -> Result<Vec<Field<'_>>> {
+    let mut r = Reader::new(body, "RowDescription");
+    let n = usize::try_from(r.i16()?).map_err(|_| Error::Malformed("RowDescription"))?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(Field {
+            name: r.cstr()?,
+            table_oid: r.i32()? as u32,
+            attnum: r.i16()?,
+            type_oid: r.i32()? as u32,
+            type_size: r.i16()?,
+            typmod: r.i32()?,
+            format: r.i16()?,
+        });
+    }
+    if !r.is_empty() {
+        return Err(Error::Malformed("RowDescription"));
+    }
+    Ok(out)
+}
+
+/// CopyOutResponse: the overall format (0 text, 1 binary) and each column's format.
+pub fn copy_out_response(body: &[u8]) -> Result<(i8, Vec<i16>)> {
+    let mut r = Reader::new(body, "CopyOutResponse");
+    let format = r.u8()? as i8;
+    let n = usize::try_from(r.i16()?).map_err(|_| Error::Malformed("CopyOutResponse"))?;
+    let mut cols = Vec::with_capacity(n);
+    for _ in 0..n {
+        cols.push(r.i16()?);
+    }
+    if !r.is_empty() {
+        return Err(Error::Malformed("CopyOutResponse"));
+    }
+    Ok((format, cols))
+}
+
+#[cfg(test)]
+mod result_tests {
+    use super::*;
+
+    #[test]
+    fn row_description_round_trip_and_truncation() {
+        let mut body = vec![0, 1];
+        body.extend_from_slice(b"email\0");
+        body.extend_from_slice(&16384i32.to_be_bytes());
+        body.extend_from_slice(&3i16.to_be_bytes());
+        body.extend_from_slice(&25i32.to_be_bytes());
+        body.extend_from_slice(&(-1i16).to_be_bytes());
+        body.extend_from_slice(&(-1i32).to_be_bytes());
+        body.extend_from_slice(&1i16.to_be_bytes());
+        let f = row_description(&body).unwrap();
+        assert_eq!(f.len(), 1);
+        assert_eq!((f[0].name, f[0].table_oid, f[0].attnum, f[0].type_oid, f[0].format), (&b"email"[..], 16384, 3, 25, 1));
+        assert!(row_description(&body[..body.len() - 1]).is_err());
+        body.push(0);
+        assert!(row_description(&body).is_err());
+        assert!(row_description(&[0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn copy_out_response_reads_formats() {
+        assert_eq!(copy_out_response(&[0, 0, 2, 0, 0, 0, 0]).unwrap(), (0, vec![0, 0]));
+        assert_eq!(copy_out_response(&[1, 0, 1, 0, 1]).unwrap(), (1, vec![1]));
+        assert!(copy_out_response(&[0, 0, 2, 0, 0]).is_err());
+    }
+}

@@ -173,6 +173,14 @@ impl Builder {
         b.finish()
     }
 
+    /// Describe of a portal (`P`) or prepared statement (`S`).
+    pub fn describe(kind: u8, name: &[u8]) -> Vec<u8> {
+        let mut b = Builder::tagged(b'D');
+        b.buf.push(kind);
+        b.cstr(name);
+        b.finish()
+    }
+
     pub fn sync() -> Vec<u8> {
         vec![b'S', 0, 0, 0, 4]
     }
