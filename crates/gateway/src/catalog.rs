@@ -27,6 +27,11 @@ const VIEW_READS: &str = "SELECT DISTINCT r.ev_class, d.refobjid, d.refobjsubid 
                           ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid \
                           WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid <> r.ev_class";
 
+/// Definitions of the views in user schemas, so masking can trace each view column.
+const VIEW_DEFS: &str = "SELECT c.oid, pg_catalog.pg_get_viewdef(c.oid) FROM pg_catalog.pg_class c \
+                         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                         WHERE c.relkind IN ('v','m') AND n.nspname NOT IN ('pg_catalog','information_schema')";
+
 /// A table, view or other relation with its columns.
 #[derive(Debug, Default)]
 pub struct Relation {
@@ -37,6 +42,8 @@ pub struct Relation {
     pub columns: Vec<Column>,
     /// Views: the (relation, attnum) pairs the view reads; attnum 0 is a whole row.
     pub reads: Vec<(u32, i16)>,
+    /// Views in user schemas: the defining query.
+    pub definition: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -172,6 +179,12 @@ impl Catalogs {
             };
             if let Some(v) = rels.by_oid.get_mut(&view) {
                 v.reads.push((read, attnum));
+            }
+        })
+        .await?;
+        query(target, frames, VIEW_DEFS, |c| {
+            if let Some(v) = number::<u32>(c[0]).and_then(|oid| rels.by_oid.get_mut(&oid)) {
+                v.definition = Some(text(c[1]));
             }
         })
         .await?;

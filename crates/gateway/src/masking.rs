@@ -47,7 +47,7 @@ const VIEW_ROUNDS: usize = 8;
 
 impl SessionMasks {
     /// None when no mask rule applies to this session.
-    pub fn new(masks: &Masks, catalog: Arc<Catalog>, key: mask::HashKey) -> Option<SessionMasks> {
+    pub fn new(masks: &Masks, catalog: Arc<Catalog>, key: mask::HashKey, analyzer: &sql::Analyzer) -> Option<SessionMasks> {
         if masks.is_empty() {
             return None;
         }
@@ -78,36 +78,61 @@ impl SessionMasks {
                 }
             }
         }
-        // A view column is sensitive when the view reads any sensitive column (or a whole
-        // sensitive row): the catalog does not say which view column a read feeds.
+        let mut m = SessionMasks { rules, unresolved: masks.unresolved(), catalog: catalog.clone(), key, columns, relations };
+        m.add_views(analyzer);
+        Some(m)
+    }
+
+    /// Marks the columns of views that read sensitive columns. A view whose definition the
+    /// analyser can trace has each column judged by its own lineage; any other view that
+    /// reads a sensitive column has every column masked.
+    fn add_views(&mut self, analyzer: &sql::Analyzer) {
+        let catalog = self.catalog.clone();
+        let views: Vec<(u32, &crate::catalog::Relation, Option<Arc<sql::Analysis>>)> = catalog
+            .relations
+            .by_oid
+            .iter()
+            .filter(|(_, r)| r.is_view)
+            .map(|(oid, r)| {
+                let traced = r.definition.as_deref().and_then(|d| analyzer.analyze(d).ok()).filter(|a| {
+                    a.statements.first().and_then(|s| s.result.as_ref()).is_some_and(|l| {
+                        l.outputs.len() == r.columns.len() && l.outputs.iter().all(|o| matches!(o, Output::Column(_)))
+                    })
+                });
+                (*oid, r, traced)
+            })
+            .collect();
+        // Views may read views; a few rounds settle any realistic chain.
         for _ in 0..VIEW_ROUNDS {
-            let mut changed = false;
-            for (oid, rel) in catalog.relations.by_oid.iter().filter(|(_, r)| r.is_view) {
+            let mut found = Vec::new();
+            for (oid, rel, traced) in &views {
                 let read = rel.reads.iter().find_map(|&(r, att)| match att {
-                    0 => relations.get(&r).copied(),
-                    a => columns.get(&(r, a)).map(|h: &Hit| h.rule),
+                    0 => self.relations.get(&r).copied(),
+                    a => self.columns.get(&(r, a)).map(|h| h.rule),
                 });
                 let Some(rule) = read else { continue };
-                for c in &rel.columns {
-                    if !columns.contains_key(&(*oid, c.attnum)) {
-                        columns.insert((*oid, c.attnum), Hit { rule, exact: false });
-                        changed = true;
+                let stmt = traced.as_ref().and_then(|a| a.statements.first());
+                for (i, c) in rel.columns.iter().enumerate() {
+                    if self.columns.contains_key(&(*oid, c.attnum)) {
+                        continue;
+                    }
+                    let hit = match stmt.and_then(|s| s.result.as_ref().map(|l| (s, &l.outputs[i]))) {
+                        Some((s, out)) => self.source_hit(out.sources(), s),
+                        None => Some(Hit { rule, exact: false }),
+                    };
+                    if let Some(h) = hit {
+                        found.push(((*oid, c.attnum), h));
                     }
                 }
-                relations.entry(*oid).or_insert(rule);
             }
-            if !changed {
+            if found.is_empty() {
                 break;
             }
+            for (key, h) in found {
+                self.columns.insert(key, h);
+                self.relations.entry(key.0).or_insert(h.rule);
+            }
         }
-        Some(SessionMasks {
-            rules,
-            unresolved: masks.unresolved(),
-            catalog,
-            key,
-            columns,
-            relations,
-        })
     }
 
     /// Relations a table reference of the statement may mean, and whether one is unknown
@@ -148,8 +173,11 @@ impl SessionMasks {
         ))
     }
 
-    /// The rule of a sensitive source, if any.
-    fn sources(&self, s: &Sources, stmt: &Statement) -> Option<usize> {
+    /// How a value with these sources is masked, if it derives from a sensitive column.
+    /// Exact when the value is one sensitive column's value unchanged.
+    fn source_hit(&self, s: &Sources, stmt: &Statement) -> Option<Hit> {
+        let fallback = Some(Hit { rule: 0, exact: false });
+        let single = s.direct && s.columns.len() == 1 && s.rows.is_empty() && !s.opaque;
         let rels = &self.catalog.relations;
         for c in &s.columns {
             let candidates = match &c.table {
@@ -157,7 +185,7 @@ impl SessionMasks {
                     let found = rels.lookup(t.schema.as_deref(), &t.name);
                     if found.is_empty() {
                         // Not in the catalog: created since it was loaded. Fail closed.
-                        return Some(0);
+                        return fallback;
                     }
                     found
                 }
@@ -166,21 +194,21 @@ impl SessionMasks {
             for oid in candidates {
                 let Some(rel) = rels.by_oid.get(&oid) else { continue };
                 if let Some(h) = rel.attnum(&c.column).and_then(|a| self.columns.get(&(oid, a))) {
-                    return Some(h.rule);
+                    return Some(Hit { rule: h.rule, exact: single && h.exact });
                 }
             }
         }
         for r in &s.rows {
             let found = rels.lookup(r.schema.as_deref(), &r.name);
             if found.is_empty() {
-                return Some(0);
+                return fallback;
             }
             if let Some(rule) = found.iter().find_map(|o| self.relations.get(o)) {
-                return Some(*rule);
+                return Some(Hit { rule: *rule, exact: false });
             }
         }
         if s.opaque {
-            return self.touches(stmt);
+            return self.touches(stmt).map(|rule| Hit { rule, exact: false });
         }
         None
     }
@@ -251,7 +279,7 @@ impl SessionMasks {
                     Output::Column(s) => (s, s.direct),
                     Output::Star { sources, .. } => (sources, false),
                 };
-                let derived = self.sources(sources, stmt).map(|rule| Hit { rule, exact: false });
+                let derived = self.source_hit(sources, stmt).map(|h| Hit { exact: h.exact && direct, ..h });
                 match (by_origin.flatten(), derived) {
                     (Some(h), _) if h.exact && direct => Some(h),
                     (Some(h), None) => Some(h),

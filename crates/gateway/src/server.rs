@@ -64,7 +64,7 @@ impl Shared {
             return e.masks.clone();
         }
         let rules = policy.masks(principal, target);
-        let masks = SessionMasks::new(&rules, catalog.clone(), self.mask_key.clone()).map(Arc::new);
+        let masks = SessionMasks::new(&rules, catalog.clone(), self.mask_key.clone(), &self.analyzer).map(Arc::new);
         map.insert(key, MasksEntry { policy: at, catalog: catalog.clone(), masks: masks.clone() });
         masks
     }

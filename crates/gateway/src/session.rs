@@ -1498,6 +1498,10 @@ impl Outbound<'_> {
             b'A' => return Ok(Action::Forward), // NotificationResponse
             _ => {}
         }
+        if tag == backend::READY_FOR_QUERY {
+            // Counted always: a slot names the ReadyForQuery count its result follows.
+            self.ready_seen += 1;
+        }
         let mut drop_completion = false;
         if self.masking_seen || !self.slots.is_empty() {
             match self.masking(tag, pos, total)? {
@@ -1638,7 +1642,6 @@ impl Outbound<'_> {
     /// retire slots and go on through the usual handling.
     fn masking(&mut self, tag: u8, pos: usize, total: usize) -> Result<Masking, Error> {
         if tag == backend::READY_FOR_QUERY {
-            self.ready_seen += 1;
             while self.slots.front().is_some_and(|s| s.seq < self.ready_seen) {
                 self.retire_slot();
             }
