@@ -168,6 +168,7 @@ impl Writer {
             match self.commit() {
                 Ok(()) => {
                     backoff = MIN_BACKOFF;
+                    self.write_deferred();
                     self.maybe_rotate();
                 }
                 Err(e) => {
@@ -244,6 +245,16 @@ impl Writer {
         }
     }
 
+    /// Deferred journal lines wait at most one store commit.
+    fn write_deferred(&mut self) {
+        let mut head = self.inner.head.lock();
+        if let Err(e) = head.write_deferred() {
+            let path = head.journal.path().to_path_buf();
+            drop(head);
+            self.inner.set_error(Error::io("writing audit journal", path, e));
+        }
+    }
+
     /// Once the journal is large and fully stored, shrink it to the head record.
     fn maybe_rotate(&mut self) {
         let Some(last) = &self.last else {
@@ -253,6 +264,8 @@ impl Writer {
         if head.journal.bytes() < self.settings.rotate_bytes || head.seq != last.seq {
             return;
         }
+        // Everything appended is stored, deferred lines included.
+        head.deferred.clear();
         if let Err(e) = head.journal.rewrite(Some(last)) {
             self.inner.set_error(&e);
         }

@@ -65,3 +65,52 @@ fn records_survive_abort() {
         .collect();
     assert_eq!(seqs, vec![RECORDS, RECORDS + 1]);
 }
+
+const DEFERRED_CHILD_DIR: &str = "DRAWBRIDGE_AUDIT_DEFERRED_CHILD_DIR";
+const PAIRS: u64 = 100;
+
+/// The child half of `deferred_records_never_leave_a_gap`.
+#[test]
+fn deferred_child() {
+    let Ok(dir) = std::env::var(DEFERRED_CHILD_DIR) else {
+        return;
+    };
+    let log = AuditLog::open(&sqlite_config(), dir.as_ref()).unwrap();
+    for i in 0..PAIRS {
+        log.append(statement("crash", i, "UPDATE t SET x = 1", "allow")).unwrap();
+        log.append_deferred(closed("crash")).unwrap();
+    }
+    std::process::abort();
+}
+
+#[test]
+fn deferred_records_never_leave_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = sqlite_config();
+    drop(AuditLog::open(&cfg, dir.path()).unwrap());
+    let blocker = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["deferred_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(DEFERRED_CHILD_DIR, dir.path())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child must have died");
+    blocker.execute_batch("ROLLBACK").unwrap();
+    drop(blocker);
+
+    // Each durable record carried the deferred one before it; only the last deferred record,
+    // written by nothing after it, is gone.
+    let log = AuditLog::open(&cfg, dir.path()).unwrap();
+    assert_eq!(log.stats().stored_seq, 2 * PAIRS - 1);
+    log.append_deferred(closed("after")).unwrap();
+    log.flush(Duration::from_secs(10)).unwrap();
+    drop(log);
+    let report = Reader::open(&cfg, dir.path()).unwrap().verify().unwrap();
+    assert!(report.ok(), "{report}");
+    assert_eq!(report.streams[0].records, 2 * PAIRS);
+    // Closing wrote the deferred line to the journal too.
+    let journal = std::fs::read_to_string(dir.path().join("audit-journal/journal.jsonl")).unwrap();
+    let last = journal.lines().last().map(|l| drawbridge_audit::Record::from_json_line(l).unwrap().seq);
+    assert_eq!(last, Some(2 * PAIRS));
+}

@@ -720,7 +720,7 @@ impl Inbound<'_> {
     /// Records the outcome of a statement the gateway itself ran under a row limit.
     fn record_guarded(&self, ids: &[u64], started: Instant, rows: Option<u64>, error: Option<String>) {
         for id in ids {
-            let _ = self.shared.record(audit::Event::Outcome {
+            self.shared.record_later(audit::Event::Outcome {
                 session: self.session.to_string(),
                 statement: *id,
                 tag: None,
@@ -1773,7 +1773,7 @@ impl Outbound<'_> {
         let Some(columns) = slot.mask.as_ref().and_then(ResultMask::masked_columns) else { return };
         let values: u64 = columns.iter().map(|c| c.values).sum();
         self.shared.metrics.masked_values.fetch_add(values, Ordering::Relaxed);
-        let _ = self.shared.record(audit::Event::Masked { session: self.session.to_string(), statement: slot.audit, columns });
+        self.shared.record_later(audit::Event::Masked { session: self.session.to_string(), statement: slot.audit, columns });
     }
 
     fn record_outcome(&mut self, tag: u8, pos: usize, total: usize) {
@@ -1785,7 +1785,7 @@ impl Outbound<'_> {
             _ => (None, None),
         };
         let rows = command.as_deref().and_then(backend::tag_rows);
-        let _ = self.shared.record(audit::Event::Outcome {
+        self.shared.record_later(audit::Event::Outcome {
             session: self.session.to_string(),
             statement: id,
             tag: command,
