@@ -130,3 +130,44 @@ async fn masks_sensitive_columns_in_every_result_path() {
     assert!(export.contains("\"values\":50"), "{export}");
     assert!(!export.contains("u1@example.com"), "{export}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_turns_masking_on_and_off_in_open_sessions() {
+    let up = Upstream::start();
+    let masked = Agent::new("masked");
+    let plain = "version: 1\nrules:\n  - name: allow-all\n    effect: allow\n";
+    let gw = gateway()
+        .target(up.target("app"))
+        .agent(&masked)
+        .policy("file = \"policy.yaml\"")
+        .file("policy.yaml", plain)
+        .start();
+    let policy_path = gw.dir().join("policy.yaml");
+    let replace = |contents: &str| {
+        let tmp = gw.dir().join("policy.yaml.tmp");
+        std::fs::write(&tmp, contents).unwrap();
+        std::fs::rename(&tmp, &policy_path).unwrap();
+    };
+    let reloads = |n: usize| gw.wait_logs(std::time::Duration::from_secs(10), |l| l.matches("policy reloaded").count() >= n);
+    let (client, _m) = connect(&gw.url(&masked, "app")).await.unwrap();
+    let stmt = client.prepare("SELECT email FROM users WHERE id = $1").await.unwrap();
+    let email = |r: tokio_postgres::Row| r.get::<_, String>(0);
+    assert_eq!(email(client.query_one(&stmt, &[&1i32]).await.unwrap()), "u1@example.com");
+
+    // Rules appear: the open session masks from its next statement on, including a
+    // statement prepared before.
+    replace(POLICY);
+    gw.signal("HUP");
+    reloads(1);
+    assert_eq!(email(client.query_one(&stmt, &[&1i32]).await.unwrap()), "[REDACTED]");
+    let rows = simple_rows(&client.simple_query("SELECT email FROM users WHERE id = 2").await.unwrap());
+    assert_eq!(rows, vec![vec![Some("[REDACTED]".to_owned())]]);
+
+    // Rules go away: values come back raw and the session goes on.
+    replace(plain);
+    gw.signal("HUP");
+    reloads(2);
+    assert_eq!(email(client.query_one(&stmt, &[&3i32]).await.unwrap()), "u3@example.com");
+    let rows = simple_rows(&client.simple_query("SELECT email FROM users WHERE id = 4").await.unwrap());
+    assert_eq!(rows, vec![vec![Some("u4@example.com".to_owned())]]);
+}

@@ -34,6 +34,8 @@ pub struct SessionMasks {
     columns: HashMap<(u32, i16), Hit>,
     /// Relations with a sensitive column: the rule of the first.
     relations: HashMap<u32, usize>,
+    /// No rule applies any more (the policy changed mid-session): nothing is masked.
+    inert: bool,
 }
 
 impl std::fmt::Debug for SessionMasks {
@@ -78,9 +80,22 @@ impl SessionMasks {
                 }
             }
         }
-        let mut m = SessionMasks { rules, unresolved: masks.unresolved(), catalog: catalog.clone(), key, columns, relations };
+        let mut m = SessionMasks { rules, unresolved: masks.unresolved(), catalog: catalog.clone(), key, columns, relations, inert: false };
         m.add_views(analyzer);
         Some(m)
+    }
+
+    /// Masking that masks nothing, for a session whose mask rules went away.
+    pub fn inert(catalog: Arc<Catalog>, key: mask::HashKey) -> SessionMasks {
+        SessionMasks {
+            rules: Vec::new(),
+            unresolved: Unresolved::Mask,
+            catalog,
+            key,
+            columns: HashMap::new(),
+            relations: HashMap::new(),
+            inert: true,
+        }
     }
 
     /// Marks the columns of views that read sensitive columns. A view whose definition the
@@ -102,7 +117,6 @@ impl SessionMasks {
                 (*oid, r, traced)
             })
             .collect();
-        // Views may read views; a few rounds settle any realistic chain.
         for _ in 0..VIEW_ROUNDS {
             let mut found = Vec::new();
             for (oid, rel, traced) in &views {
@@ -158,7 +172,7 @@ impl SessionMasks {
     /// With `unresolved: refuse`, a statement whose result the gateway cannot trace back
     /// to its sources while it reads sensitive data is refused before it runs.
     pub fn refusal(&self, stmt: &Statement) -> Option<String> {
-        if self.unresolved != Unresolved::Refuse {
+        if self.inert || self.unresolved != Unresolved::Refuse {
             return None;
         }
         let lineage = stmt.result.as_ref()?;
@@ -216,6 +230,9 @@ impl SessionMasks {
     /// Builds the plan for a result described by `fields`; None when nothing is masked.
     /// `stmt` is the statement that produced it, when the gateway knows it.
     pub fn plan(&self, stmt: Option<&Statement>, fields: &[Field<'_>]) -> Option<ResultMask> {
+        if self.inert {
+            return None;
+        }
         let hits = self.classify(stmt, fields.len(), |i| {
             let f = &fields[i];
             (f.table_oid != 0).then_some((f.table_oid, f.attnum))
@@ -229,6 +246,9 @@ impl SessionMasks {
 
     /// The plan for `COPY … TO STDOUT` with `n` columns (text or CSV: every value text).
     pub fn copy_plan(&self, stmt: Option<&Statement>, n: usize) -> Option<ResultMask> {
+        if self.inert {
+            return None;
+        }
         // COPY sends no RowDescription: a starred table's columns come from the catalog.
         let mut origins: Vec<Option<(u32, i16)>> = vec![None; n];
         let mut described: Vec<(u32, i32, i16, String)> = (0..n).map(|i| (mask::oid::TEXT, -1, 0, format!("column {}", i + 1))).collect();

@@ -352,7 +352,7 @@ pub async fn run(
         tracking: VecDeque::new(),
         slots: VecDeque::new(),
         ready_seen: 0,
-        masking_seen: false,
+        strict_from: None,
     };
 
     let result = {
@@ -592,7 +592,13 @@ impl Inbound<'_> {
         let at = Arc::as_ptr(&policy) as usize;
         if at != self.masks_policy {
             self.masks_policy = at;
-            self.masks = self.shared.session_masks(&policy, self.principal, &self.target, &self.catalog);
+            let now = self.shared.session_masks(&policy, self.principal, &self.target, &self.catalog);
+            // Once on, masking stays on (masking nothing) so `Outbound` keeps a slot for
+            // every result it reads.
+            self.masks = match (now, self.masks.take()) {
+                (None, Some(_)) => Some(Arc::new(SessionMasks::inert(self.catalog.clone(), self.shared.mask_key.clone()))),
+                (now, _) => now,
+            };
         }
         self.masks.clone()
     }
@@ -1339,8 +1345,9 @@ struct Outbound<'a> {
     slots: VecDeque<Slot>,
     /// ReadyForQuery messages read from the target.
     ready_seen: u64,
-    /// Masking has been on in this session: a result that matches no slot is an error.
-    masking_seen: bool,
+    /// The ReadyForQuery count from which every result has a slot: masking was on when it
+    /// was asked for (and stays on, see `Inbound::masking`), so a result without one is an error.
+    strict_from: Option<u64>,
 }
 
 impl Outbound<'_> {
@@ -1503,7 +1510,7 @@ impl Outbound<'_> {
             self.ready_seen += 1;
         }
         let mut drop_completion = false;
-        if self.masking_seen || !self.slots.is_empty() {
+        if self.strict_from.is_some() || !self.slots.is_empty() {
             match self.masking(tag, pos, total)? {
                 Masking::Act(a) => return Ok(a),
                 Masking::DropCompletion => drop_completion = true,
@@ -1641,6 +1648,9 @@ impl Outbound<'_> {
     /// DataRow, COPY out) are decided here; completions, errors and ReadyForQuery also
     /// retire slots and go on through the usual handling.
     fn masking(&mut self, tag: u8, pos: usize, total: usize) -> Result<Masking, Error> {
+        if self.strict_from.is_none() {
+            self.strict_from = self.slots.front().map(|s| s.seq);
+        }
         if tag == backend::READY_FOR_QUERY {
             while self.slots.front().is_some_and(|s| s.seq < self.ready_seen) {
                 self.retire_slot();
@@ -1650,7 +1660,7 @@ impl Outbound<'_> {
         let is_result = matches!(tag, backend::ROW_DESCRIPTION | b'n' | backend::DATA_ROW | backend::COPY_OUT_RESPONSE | b'd' | b'c');
         let current = self.slots.front().is_some_and(|s| s.seq == self.ready_seen);
         if !current {
-            if is_result {
+            if is_result && self.strict_from.is_some_and(|s| self.ready_seen >= s) {
                 // Rows the gateway cannot attribute to a statement: never pass them unmasked.
                 let msg = "drawbridge: a result could not be matched to its statement; the session is closed so that nothing unmasked reaches the agent";
                 self.out.extend_from_slice(&Builder::error("FATAL", "XX000", msg, None));
@@ -1658,7 +1668,6 @@ impl Outbound<'_> {
             }
             return Ok(Masking::Continue);
         }
-        self.masking_seen = true;
         let body = &self.server.buf[pos + 5..pos + total];
         let Some(slot) = self.slots.front_mut() else { return Ok(Masking::Continue) };
         Ok(match tag {
