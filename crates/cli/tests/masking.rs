@@ -91,6 +91,10 @@ async fn masks_sensitive_columns_in_every_result_path() {
     let rows = simple_rows(&client.simple_query("SELECT row_to_json(u) FROM users u WHERE id = 1").await.unwrap());
     assert!(!format!("{rows:?}").contains("u1@example.com"), "{rows:?}");
 
+    // Dynamic SQL reads relations the text never names: its value is masked whole.
+    let rows = simple_rows(&client.simple_query("SELECT query_to_xml('SELECT email FROM users', true, false, '')").await.unwrap());
+    assert!(!format!("{rows:?}").contains("@example.com"), "{rows:?}");
+
     // COPY out, text and CSV.
     let text = copy_out(&client, "COPY users (id, email) TO STDOUT").await.unwrap();
     assert_eq!(text.lines().count(), 50);
@@ -170,4 +174,30 @@ async fn reload_turns_masking_on_and_off_in_open_sessions() {
     assert_eq!(email(client.query_one(&stmt, &[&3i32]).await.unwrap()), "u3@example.com");
     let rows = simple_rows(&client.simple_query("SELECT email FROM users WHERE id = 4").await.unwrap());
     assert_eq!(rows, vec![vec![Some("u4@example.com".to_owned())]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untraceable_results_are_refused_when_the_rule_says_so() {
+    let up = Upstream::start();
+    let masked = Agent::new("masked");
+    let policy = POLICY.replace("strategy: redact }", "strategy: redact, unresolved: refuse }");
+    let gw = gateway()
+        .target(up.target("app"))
+        .agent(&masked)
+        .policy("file = \"policy.yaml\"")
+        .file("policy.yaml", &policy)
+        .extra("[audit]\nsqlite_path = \"audit.db\"\n")
+        .start();
+    let (client, _m) = connect(&gw.url(&masked, "app")).await.unwrap();
+    let sql = "SELECT query_to_xml('SELECT email FROM users', true, false, '')";
+    let msg = refused(&client, sql).await;
+    assert!(msg.contains("blocked by rule mask-email") && msg.contains("cannot trace"), "{msg}");
+    // Over the extended protocol too, and the session goes on.
+    let err = client.query(sql, &[]).await.unwrap_err();
+    assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
+    let row = client.query_one("SELECT upper(email) FROM users WHERE id = 1", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "[REDACTED]");
+    drop(client);
+    let export = String::from_utf8_lossy(&gw.cli(&["audit", "export", "--format", "jsonl"]).stdout).into_owned();
+    assert!(export.lines().any(|l| l.contains("\"kind\":\"outcome\"") && l.contains("cannot trace")), "{export}");
 }

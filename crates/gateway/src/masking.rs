@@ -169,6 +169,13 @@ impl SessionMasks {
         oids.iter().find_map(|o| self.relations.get(o).copied()).or(unknown.then_some(0))
     }
 
+    /// The rule for a value that may derive from anything: what the statement names, or,
+    /// since an untraceable value may read relations the text never names (dynamic SQL in
+    /// a string), any sensitive data on the target.
+    fn untraceable(&self, stmt: &Statement) -> Option<usize> {
+        self.touches(stmt).or_else(|| self.touches_anything().map(|h| h.rule))
+    }
+
     /// With `unresolved: refuse`, a statement whose result the gateway cannot trace back
     /// to its sources while it reads sensitive data is refused before it runs.
     pub fn refusal(&self, stmt: &Statement) -> Option<String> {
@@ -180,7 +187,7 @@ impl SessionMasks {
             Output::Column(s) => s.opaque,
             Output::Star { sources, .. } => sources.opaque,
         });
-        let rule = self.touches(stmt).filter(|_| opaque)?;
+        let rule = self.untraceable(stmt).filter(|_| opaque)?;
         Some(format!(
             "drawbridge: blocked by rule {}: a result column may derive from a sensitive column in a way the gateway cannot trace",
             self.rules[rule].rule
@@ -222,7 +229,7 @@ impl SessionMasks {
             }
         }
         if s.opaque {
-            return self.touches(stmt).map(|rule| Hit { rule, exact: false });
+            return self.untraceable(stmt).map(|rule| Hit { rule, exact: false });
         }
         None
     }

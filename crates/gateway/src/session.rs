@@ -533,11 +533,6 @@ impl Inbound<'_> {
     async fn query(&mut self, frame: &[u8], text: &[u8]) -> Result<(), Error> {
         let judged = self.judge(text);
         self.stats.statements += judged.analysis.statements.len() as u64;
-        if let Some(r) = self.masking_refusal(&judged) {
-            self.stats.refused += 1;
-            self.refuse_query(r);
-            return Ok(());
-        }
         let ids = match self.record(&judged, text, "simple") {
             Ok(ids) => ids,
             Err(r) => {
@@ -545,6 +540,11 @@ impl Inbound<'_> {
                 return Ok(());
             }
         };
+        if let Some(r) = self.masking_refusal(&judged, &ids) {
+            self.stats.refused += 1;
+            self.refuse_query(r);
+            return Ok(());
+        }
         match &judged.verdict {
             Verdict::Refuse(r) => {
                 self.stats.refused += 1;
@@ -605,9 +605,11 @@ impl Inbound<'_> {
 
     /// With `unresolved: refuse`, a statement whose result cannot be traced while it reads
     /// sensitive data is refused.
-    fn masking_refusal(&mut self, judged: &Judged) -> Option<Verdict> {
+    fn masking_refusal(&mut self, judged: &Judged, ids: &[u64]) -> Option<Verdict> {
         let m = self.masking()?;
         let msg = judged.analysis.statements.iter().find_map(|s| m.refusal(s))?;
+        // The statements were recorded as allowed by policy; the outcome says why they did not run.
+        self.record_guarded(ids, Instant::now(), None, Some(msg.clone()));
         Some(refusal("42501", msg, None))
     }
 
@@ -756,13 +758,6 @@ impl Inbound<'_> {
     async fn parse(&mut self, frame: &[u8], name: &[u8], text: &[u8]) -> Result<(), Error> {
         let judged = self.judge(text);
         self.stats.statements += judged.analysis.statements.len() as u64;
-        if let Some(Verdict::Refuse(r)) = self.masking_refusal(&judged) {
-            self.refuse_in_batch(r.clone());
-            if name.is_empty() || !self.statements.contains_key(name) {
-                self.statements.insert(name.to_vec(), Prepared::Refused(r));
-            }
-            return Ok(());
-        }
         // A statement that needs approval is parsed as usual; approval is asked at each
         // Execute, with the parameters it will run with.
         let approval = matches!(judged.verdict, Verdict::Approve { .. })
@@ -776,6 +771,10 @@ impl Inbound<'_> {
             Err(_) => Prepared::Refused(unknown_statement()),
             Ok(ids) => match verdict {
                 Verdict::Refuse(r) => {
+                    self.refuse_in_batch(r.clone());
+                    Prepared::Refused(r)
+                }
+                _ if let Some(Verdict::Refuse(r)) = self.masking_refusal(&judged, &ids) => {
                     self.refuse_in_batch(r.clone());
                     Prepared::Refused(r)
                 }
