@@ -15,7 +15,6 @@ import os
 import queue
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -29,9 +28,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from gateway_process import BINARY, config_table, free_port, run, stop
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-BINARY = Path(os.environ.get("DRAWBRIDGE_BIN", ROOT / "target" / "release" / "drawbridge"))
 
 HOLD_TIMEOUT = 5
 APPROVAL_ID = re.compile(r"\bapr_[a-z0-9]+\b")
@@ -55,33 +54,6 @@ rules:
   - name: everything-else
     effect: allow
 """
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _run(*args, env=None, timeout=30):
-    return subprocess.run([str(BINARY), *args], capture_output=True, text=True, env=env, timeout=timeout)
-
-
-def _stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _table(config_text, name):
-    """The text of one `[name]` table of a TOML document, header included."""
-    m = re.search(rf"^\[{re.escape(name)}\]\n.*?(?=^\[|\Z)", config_text, re.M | re.S)
-    assert m, f"[{name}] not in the demo's config"
-    return m.group(0).strip() + "\n"
 
 
 class Hooks:
@@ -139,7 +111,7 @@ class Gateway:
         self.demo_log = open(workdir / "demo.log", "wb")
         env_file = workdir / "demo.env"
         self.demo = subprocess.Popen(
-            [str(BINARY), "demo", "--no-script", "--no-color", "--port", str(_free_port()),
+            [str(BINARY), "demo", "--no-script", "--no-color", "--port", str(free_port()),
              "--env-file", str(env_file)],
             stdout=self.demo_log, stderr=subprocess.STDOUT,
         )
@@ -153,22 +125,22 @@ class Gateway:
         values = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
         self.admin_url = values["ADMIN_URL"]
         self.app_role = psycopg.conninfo.conninfo_to_dict(values["DIRECT_URL"])["user"]
-        target = _table(Path(values["DRAWBRIDGE_CONFIG"]).read_text(), "targets.app")
+        target = config_table(Path(values["DRAWBRIDGE_CONFIG"]).read_text(), "targets.app")
 
-        agent = _run("agent", "new", "agent")
+        agent = run("agent", "new", "agent")
         assert agent.returncode == 0, agent.stderr
         self.agent_secret = re.search(r"^secret: (\S+)$", agent.stdout, re.M).group(1)
         agent_table = agent.stdout[agent.stdout.index("[agents.agent]"):]
         self.tokens = {}
         operator_tables = []
         for name in ("alice", "bob"):
-            out = _run("operator", "new", name)
+            out = run("operator", "new", name)
             assert out.returncode == 0, out.stderr
             self.tokens[name] = re.search(r"^token: (\S+)$", out.stdout, re.M).group(1)
             operator_tables.append(out.stdout[out.stdout.index(f"[operators.{name}]"):])
 
-        self.port = _free_port()
-        self.http_port = _free_port()
+        self.port = free_port()
+        self.http_port = free_port()
         self.api = f"http://127.0.0.1:{self.http_port}"
         (workdir / "policy.yaml").write_text(POLICY)
         self.target_table = target
@@ -210,13 +182,13 @@ class Gateway:
 
     def stop(self):
         if self.serve is not None:
-            _stop(self.serve)
+            stop(self.serve)
             self.serve_log.close()
             self.serve = None
 
     def close(self):
         self.stop()
-        _stop(self.demo)
+        stop(self.demo)
         self.demo_log.close()
 
     def connect(self):
@@ -234,7 +206,7 @@ class Gateway:
 
     def cli(self, *args, operator="alice", check=True):
         env = dict(os.environ, DRAWBRIDGE_URL=self.api, DRAWBRIDGE_OPERATOR_TOKEN=self.tokens[operator])
-        out = _run("approvals", *args, env=env)
+        out = run("approvals", *args, env=env)
         if check:
             assert out.returncode == 0, f"drawbridge approvals {' '.join(args)}: {out.stdout}{out.stderr}"
         return out
@@ -555,22 +527,22 @@ def test_agent_credentials_cannot_decide(gw):
     assert order_exists(gw, 4)
     # The CLI with the agent's secret as its token is refused too.
     env = dict(os.environ, DRAWBRIDGE_URL=gw.api, DRAWBRIDGE_OPERATOR_TOKEN=gw.agent_secret)
-    out = _run("approvals", "approve", approval, env=env)
+    out = run("approvals", "approve", approval, env=env)
     assert out.returncode != 0, out.stdout
     assert gw.request(approval)["state"] == "pending"
 
 
 def test_operator_named_like_an_agent_is_refused(gw):
     bad = gw.dir / "bad.toml"
-    token_hash = re.search(r'token_sha256 = "([0-9a-f]+)"', _run("operator", "new", "agent").stdout).group(1)
+    token_hash = re.search(r'token_sha256 = "([0-9a-f]+)"', run("operator", "new", "agent").stdout).group(1)
     bad.write_text(
-        f'[server]\nlisten = "127.0.0.1:{_free_port()}"\n\n[policy]\nfile = "policy.yaml"\n\n'
+        f'[server]\nlisten = "127.0.0.1:{free_port()}"\n\n[policy]\nfile = "policy.yaml"\n\n'
         f"{gw.target_table}\n{gw.agent_table}\n"
-        f'[http]\nlisten = "127.0.0.1:{_free_port()}"\n\n[approvals]\nsqlite_path = "bad-approvals.db"\n\n'
+        f'[http]\nlisten = "127.0.0.1:{free_port()}"\n\n[approvals]\nsqlite_path = "bad-approvals.db"\n\n'
         f'[operators.agent]\ntoken_sha256 = "{token_hash}"\n'
     )
     try:
-        out = _run("serve", "--config", str(bad), timeout=15)
+        out = run("serve", "--config", str(bad), timeout=15)
     except subprocess.TimeoutExpired:
         pytest.fail("drawbridge serve started with an operator named like an agent")
     assert out.returncode != 0

@@ -22,11 +22,9 @@ import base64
 import hashlib
 import io
 import json
-import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -37,9 +35,9 @@ import asyncpg
 import psycopg
 import pytest
 
+from gateway_process import BINARY, config_table, free_port, run, stop
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-BINARY = Path(os.environ.get("DRAWBRIDGE_BIN", ROOT / "target" / "release" / "drawbridge"))
 
 PLACEHOLDER = "[REDACTED]"
 HASH16 = re.compile(r"^[0-9a-f]{16}$")
@@ -304,35 +302,8 @@ def compare(kinds, got_rows, direct_rows, sort=False):
 # Harness
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _run(*args, timeout=30):
-    return subprocess.run([str(BINARY), *args], capture_output=True, text=True, timeout=timeout)
-
-
-def _stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _table(config_text, name):
-    """The text of one `[name]` table of a TOML document, header included."""
-    m = re.search(rf"^\[{re.escape(name)}\]\n.*?(?=^\[|\Z)", config_text, re.M | re.S)
-    assert m, f"[{name}] not in the demo's config"
-    return m.group(0).strip() + "\n"
-
-
 def _new_agent(name):
-    out = _run("agent", "new", name)
+    out = run("agent", "new", name)
     assert out.returncode == 0, out.stderr
     secret = re.search(r"^secret: (\S+)$", out.stdout, re.M).group(1)
     return secret, out.stdout[out.stdout.index(f"[agents.{name}]"):].strip() + "\n"
@@ -346,7 +317,7 @@ class Database:
         self.log = open(workdir / "demo.log", "wb")
         env_file = workdir / "demo.env"
         self.proc = subprocess.Popen(
-            [str(BINARY), "demo", "--no-script", "--no-color", "--port", str(_free_port()),
+            [str(BINARY), "demo", "--no-script", "--no-color", "--port", str(free_port()),
              "--env-file", str(env_file)],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
@@ -359,7 +330,7 @@ class Database:
         self.admin_url = values["ADMIN_URL"]
         self.direct_url = values["DIRECT_URL"]
         self.app_role = psycopg.conninfo.conninfo_to_dict(self.direct_url)["user"]
-        self.target_table = _table(Path(values["DRAWBRIDGE_CONFIG"]).read_text(), "targets.app")
+        self.target_table = config_table(Path(values["DRAWBRIDGE_CONFIG"]).read_text(), "targets.app")
         self.seed()
 
     def seed(self):
@@ -388,7 +359,7 @@ class Database:
         return psycopg.connect(self.admin_url, autocommit=True)
 
     def close(self):
-        _stop(self.proc)
+        stop(self.proc)
         self.log.close()
 
 
@@ -403,7 +374,7 @@ class Gateway:
         for name in ("agent", "trusted"):
             self.secrets[name], table = _new_agent(name)
             tables.append(table)
-        self.port = _free_port()
+        self.port = free_port()
         (workdir / "policy.yaml").write_text(policy)
         self.config = workdir / "drawbridge.toml"
         self.config.write_text(
@@ -443,7 +414,7 @@ class Gateway:
                               capture_output=True, text=True, timeout=60)
 
     def close(self):
-        _stop(self.proc)
+        stop(self.proc)
         self.log.close()
 
 
