@@ -11,6 +11,22 @@ use drawbridge_audit::{AuditLog, Reader};
 const CHILD_DIR: &str = "DRAWBRIDGE_AUDIT_CRASH_CHILD_DIR";
 const RECORDS: u64 = 500;
 
+/// Creates the store, holds its write lock so a child's writer can store nothing (all it
+/// appends lives only in its journal), runs the test `child` with `env` set to `dir` until
+/// it dies, and returns the connection that holds the lock.
+fn child_dies_with_store_blocked(dir: &std::path::Path, child: &str, env: &str) -> rusqlite::Connection {
+    drop(AuditLog::open(&sqlite_config(), dir).unwrap());
+    let blocker = rusqlite::Connection::open(dir.join("audit.db")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args([child, "--exact", "--nocapture", "--test-threads=1"])
+        .env(env, dir)
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child must have died");
+    blocker
+}
+
 /// The child half: does nothing unless started by `records_survive_abort`.
 #[test]
 fn crash_child() {
@@ -28,18 +44,7 @@ fn crash_child() {
 fn records_survive_abort() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = sqlite_config();
-    // Create the store, then hold its write lock so the child's writer can store nothing:
-    // everything it appends lives only in its journal when it dies.
-    drop(AuditLog::open(&cfg, dir.path()).unwrap());
-    let blocker = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
-    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
-
-    let status = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_DIR, dir.path())
-        .status()
-        .unwrap();
-    assert!(!status.success(), "the child must have died");
+    let blocker = child_dies_with_store_blocked(dir.path(), "crash_child", CHILD_DIR);
 
     let stored: i64 = blocker
         .query_row("SELECT count(*) FROM drawbridge_audit_records", [], |r| r.get(0))
@@ -87,15 +92,7 @@ fn deferred_child() {
 fn deferred_records_never_leave_a_gap() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = sqlite_config();
-    drop(AuditLog::open(&cfg, dir.path()).unwrap());
-    let blocker = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
-    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let status = Command::new(std::env::current_exe().unwrap())
-        .args(["deferred_child", "--exact", "--nocapture", "--test-threads=1"])
-        .env(DEFERRED_CHILD_DIR, dir.path())
-        .status()
-        .unwrap();
-    assert!(!status.success(), "the child must have died");
+    let blocker = child_dies_with_store_blocked(dir.path(), "deferred_child", DEFERRED_CHILD_DIR);
     blocker.execute_batch("ROLLBACK").unwrap();
     drop(blocker);
 
