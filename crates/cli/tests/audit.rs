@@ -558,3 +558,41 @@ async fn replay_search_and_tail_show_sessions() {
     assert_eq!(tail.lines().count(), 3, "{tail}");
     assert!(tail.lines().last().unwrap().contains("session_closed"), "{tail}");
 }
+
+/// Each statement that ran has an outcome record: command tag, rows and duration, or the
+/// target's error, in the simple and the extended protocol alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_statement_that_runs_has_an_outcome() {
+    let up = Upstream::start();
+    let agent = Agent::new("alice");
+    let gw = gateway().target(up.target("app")).agent(&agent).extra(AUDIT_SQLITE).start();
+    {
+        let (client, _m) = connect(&gw.url(&agent, "app")).await.unwrap();
+        client.batch_execute("SELECT 'simple-marker'").await.unwrap();
+        let rows = client.query("SELECT id FROM users WHERE id <= $1", &[&2i32]).await.unwrap();
+        assert_eq!(rows.len(), 2);
+        client.batch_execute("SELECT 1/0").await.unwrap_err();
+    }
+    let records = wait_closed_sessions(&gw, 1);
+    let statement = |needle: &str| {
+        records
+            .iter()
+            .find(|r| kind(r) == "statement" && event_str(r, "text").contains(needle))
+            .and_then(|r| r["event"]["statement"].as_u64())
+            .unwrap_or_else(|| panic!("no statement record for {needle}: {records:#?}"))
+    };
+    let outcome = |id: u64| {
+        records
+            .iter()
+            .find(|r| kind(r) == "outcome" && r["event"]["statement"].as_u64() == Some(id))
+            .unwrap_or_else(|| panic!("no outcome for statement {id}: {records:#?}"))
+    };
+    let simple = outcome(statement("simple-marker"));
+    assert_eq!(event_str(simple, "tag"), "SELECT 1", "{simple}");
+    assert_eq!(simple["event"]["rows"], 1, "{simple}");
+    assert!(simple["event"]["duration_us"].as_u64().is_some(), "{simple}");
+    let extended = outcome(statement("WHERE id <= $1"));
+    assert_eq!(event_str(extended, "tag"), "SELECT 2", "{extended}");
+    let failed = outcome(statement("1/0"));
+    assert!(event_str(failed, "error").contains("division by zero"), "{failed}");
+}

@@ -1418,8 +1418,9 @@ impl Outbound<'_> {
     /// Handles every complete frame in the buffer. Runs of forwarded frames are written as
     /// one slice of the read buffer; the usual case copies nothing.
     async fn frames(&mut self) -> Result<(), Error> {
-        // Everything the frames in this read answer was queued before they were sent.
-        self.expect.drain_into(&mut self.queue, &mut self.slots);
+        // Everything the frames in this read answer was queued before they were sent; the
+        // expectations that wake nobody (statements to track) apply from the first frame.
+        self.immediate_in_batch();
         let mut pos = 0;
         let mut run_start = 0;
         loop {
