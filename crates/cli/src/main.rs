@@ -138,7 +138,9 @@ pub fn init_logs(format: gateway::config::LogFormat) {
 fn serve(path: PathBuf) -> anyhow::Result<ExitCode> {
     let config = gateway::Config::load(&path)?;
     init_logs(config.server.log_format);
-    runtime(config.server.workers)?.block_on(async move {
+    // Sessions run on the gateway's own threads (`server.workers`); this runtime accepts
+    // connections and serves the HTTP endpoints.
+    runtime(1)?.block_on(async move {
         let gw = gateway::Gateway::bind(config).await?;
         let shared = gw.shared.clone();
         watch_reload(shared.clone())?;

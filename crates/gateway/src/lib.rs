@@ -12,6 +12,7 @@ mod limiter;
 mod ops;
 mod server;
 mod session;
+mod shards;
 mod startup;
 mod tls;
 mod upstream;

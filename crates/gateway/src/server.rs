@@ -213,6 +213,7 @@ impl Gateway {
                 }
             });
         }
+        let shards = crate::shards::Shards::start(self.shared.config.server.workers)?;
         loop {
             let (tcp, peer) = match self.listener.accept().await {
                 Ok(x) => x,
@@ -224,7 +225,19 @@ impl Gateway {
                 }
             };
             let shared = self.shared.clone();
-            tokio::spawn(async move {
+            // Registered again on the session's own thread.
+            let tcp = match tcp.into_std() {
+                Ok(tcp) => tcp,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    continue;
+                }
+            };
+            shards.spawn(async move {
+                let tcp = match tokio::net::TcpStream::from_std(tcp) {
+                    Ok(tcp) => tcp,
+                    Err(e) => return warn!(error = %e, "accept failed"),
+                };
                 let _ = tcp.set_nodelay(true);
                 crate::startup::serve_connection(shared, tcp, peer).await;
             });
