@@ -7,7 +7,7 @@ use postgres::{Client, NoTls, Row};
 
 use super::{parse_stored_hash, Param, Query, Store, CHECKPOINTS, RECORDS, RECORD_COLUMNS};
 use crate::error::{Error, Result};
-use crate::record::{Checkpoint, Record};
+use crate::record::{Checkpoint, HashHex, Record};
 
 /// Serializes schema creation when several gateways start at once.
 const SCHEMA_LOCK: i64 = 0x6472_6177_6175_6431;
@@ -93,8 +93,8 @@ impl Store for PostgresStore {
         let streams: Vec<&str> = records.iter().map(|r| r.stream.as_str()).collect();
         let seqs = records.iter().map(|r| seq_i64(r.seq)).collect::<Result<Vec<i64>>>()?;
         let ats: Vec<&str> = records.iter().map(|r| r.at.as_str()).collect();
-        let prevs: Vec<String> = records.iter().map(|r| hex::encode(r.prev_hash)).collect();
-        let hashes: Vec<String> = records.iter().map(|r| hex::encode(r.hash)).collect();
+        let prevs: Vec<String> = records.iter().map(|r| HashHex::new(&r.prev_hash).as_str().to_owned()).collect();
+        let hashes: Vec<String> = records.iter().map(|r| HashHex::new(&r.hash).as_str().to_owned()).collect();
         let kinds: Vec<&str> = records.iter().map(|r| r.kind.as_str()).collect();
         let sessions: Vec<Option<&str>> = records.iter().map(|r| r.session.as_deref()).collect();
         let events: Vec<&str> = records.iter().map(|r| r.event.as_str()).collect();

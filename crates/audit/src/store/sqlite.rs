@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension as _};
 use super::{Param, Query, Store, CHECKPOINTS, RECORDS, RECORD_COLUMNS};
 use crate::error::{Error, Result};
 use super::parse_stored_hash;
-use crate::record::{Checkpoint, Record};
+use crate::record::{Checkpoint, HashHex, Record};
 
 pub struct SqliteStore {
     conn: Connection,
@@ -113,8 +113,8 @@ impl Store for SqliteStore {
                     r.stream,
                     seq_i64(r.seq)?,
                     r.at,
-                    hex::encode(r.prev_hash),
-                    hex::encode(r.hash),
+                    HashHex::new(&r.prev_hash).as_str(),
+                    HashHex::new(&r.hash).as_str(),
                     r.kind,
                     r.session,
                     r.event
