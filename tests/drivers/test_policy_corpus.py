@@ -13,8 +13,6 @@ stops it at the end. Standalone: `python3 -m pytest --noconftest test_policy_cor
 
 import importlib.util
 import os
-import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,8 +23,9 @@ import pytest
 from psycopg import pq
 from psycopg import sql as pgsql
 
+from gateway_process import BINARY, free_port, stop
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 
 
 def _load_cases():
@@ -104,42 +103,26 @@ CATALOG_QUERIES = {
 }
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_demo():
-    binary = Path(os.environ.get("DRAWBRIDGE_BIN", ROOT / "target" / "release" / "drawbridge"))
+    binary = BINARY
     if not binary.exists():
         pytest.skip(f"no gateway URLs in the environment and no binary at {binary}")
     workdir = Path(tempfile.mkdtemp(prefix="drawbridge-corpus-"))
     env_file = workdir / "demo.env"
     log = open(workdir / "demo.log", "wb")
     proc = subprocess.Popen(
-        [str(binary), "demo", "--no-script", "--no-color", "--port", str(_free_port()), "--env-file", str(env_file)],
+        [str(binary), "demo", "--no-script", "--no-color", "--port", str(free_port()), "--env-file", str(env_file)],
         stdout=log, stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 120
     while not env_file.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
-            _stop_demo(proc)
+            stop(proc)
             log.close()
             pytest.fail(f"drawbridge demo did not start; see {workdir / 'demo.log'}")
         time.sleep(0.1)
     values = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
     return proc, log, values
-
-
-def _stop_demo(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +135,7 @@ def env():
     try:
         yield {n: values[n] for n in names}
     finally:
-        _stop_demo(proc)
+        stop(proc)
         log.close()
 
 
