@@ -739,6 +739,32 @@ def test_audit_records_approval_steps(gw):
     assert by_step[(denied, "denied")]["reason"] == "audit check"
 
 
+def test_approved_statements_have_outcomes(gw):
+    """An approved statement that runs is recorded with its result, in either protocol."""
+    statements = {"DELETE FROM orders WHERE id = 19": False, "DELETE FROM orders WHERE id = 20": True}
+    with gw.connect() as conn:
+        for sql, binary in statements.items():
+            with pytest.raises(psycopg.Error) as excinfo:
+                conn.execute(sql, binary=binary)
+            msg, _ = refused(excinfo)
+            gw.cli("approve", APPROVAL_ID.search(msg).group(0))
+            assert conn.execute(sql, binary=binary).rowcount == 1
+
+    deadline = time.monotonic() + 10
+    while True:
+        out = _audit(gw, "export", "--format", "jsonl")
+        assert out.returncode == 0, out.stderr
+        events = [json.loads(line)["event"] for line in out.stdout.splitlines()]
+        ran = {(e["session"], e["statement"]): e["text"] for e in events
+               if e.get("kind") == "statement" and e.get("text") in statements and e.get("effect") == "require_approval"}
+        tags = {ran[(e["session"], e["statement"])]: e.get("tag") for e in events
+                if e.get("kind") == "outcome" and (e.get("session"), e.get("statement")) in ran}
+        if len(tags) == len(statements) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert tags == {sql: "DELETE 1" for sql in statements}, tags
+
+
 def test_pending_retry_request_survives_restart(gw):
     sql = "DELETE FROM orders WHERE id = 6"
     with gw.connect() as conn:

@@ -903,6 +903,9 @@ impl Inbound<'_> {
                         Some(r) => self.refuse_in_batch(r),
                         None => {
                             self.batch_executes += 1;
+                            if let Some(id) = audit {
+                                self.send(Expect::Track(id, Instant::now()));
+                            }
                             self.forward_execute(frame, e.portal, &judged, audit);
                         }
                     }
