@@ -651,6 +651,15 @@ impl Inbound<'_> {
         self.out.extend_from_slice(frame);
     }
 
+    /// Forwards an Execute whose outcome `Outbound` records from the target's answer (a
+    /// row-limited one is recorded by its guard instead).
+    fn forward_tracked_execute(&mut self, frame: &[u8], portal: &[u8], judged: &Judged, audit: Option<u64>) {
+        if let Some(id) = audit {
+            self.send(Expect::Track(id, Instant::now()));
+        }
+        self.forward_execute(frame, portal, judged, audit);
+    }
+
     /// Writes an Execute; under masking, preceded by the gateway's own Describe of the
     /// portal, since the agent may not have asked for one and the plan needs it.
     fn forward_execute(&mut self, frame: &[u8], portal: &[u8], judged: &Judged, audit: Option<u64>) {
@@ -903,10 +912,7 @@ impl Inbound<'_> {
                         Some(r) => self.refuse_in_batch(r),
                         None => {
                             self.batch_executes += 1;
-                            if let Some(id) = audit {
-                                self.send(Expect::Track(id, Instant::now()));
-                            }
-                            self.forward_execute(frame, e.portal, &judged, audit);
+                            self.forward_tracked_execute(frame, e.portal, &judged, audit);
                         }
                     }
                     return Ok(());
@@ -932,10 +938,7 @@ impl Inbound<'_> {
         self.batch_executes += 1;
         let audit = (self.shared.audit.is_some() && id != u64::MAX).then_some(id);
         let Some(limit) = limit else {
-            if let Some(id) = audit {
-                self.send(Expect::Track(id, Instant::now()));
-            }
-            self.forward_execute(frame, e.portal, &judged, audit);
+            self.forward_tracked_execute(frame, e.portal, &judged, audit);
             return Ok(());
         };
         if e.max_rows != 0 {
