@@ -198,6 +198,19 @@ async fn untraceable_results_are_refused_when_the_rule_says_so() {
     let row = client.query_one("SELECT upper(email) FROM users WHERE id = 1", &[]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), "[REDACTED]");
     drop(client);
-    let export = String::from_utf8_lossy(&gw.cli(&["audit", "export", "--format", "jsonl"]).stdout).into_owned();
-    assert!(export.lines().any(|l| l.contains("\"kind\":\"outcome\"") && l.contains("cannot trace")), "{export}");
+    // The store receives records in the background: wait for the refusal's outcome.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let out = gw.cli(&["audit", "export", "--format", "jsonl"]);
+        let export = String::from_utf8_lossy(&out.stdout).into_owned();
+        if export.lines().any(|l| l.contains("\"kind\":\"outcome\"") && l.contains("cannot trace")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no outcome saying why the statement did not run; export:\n{export}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
