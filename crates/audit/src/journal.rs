@@ -1,4 +1,10 @@
-//! The local append-only journal: one JSON line per record, written before `append` returns.
+//! The local append-only journal: one JSON line per record, in place before `append` returns.
+//!
+//! Lines are copied into a shared memory mapping of the file rather than written with
+//! `write(2)`: the page cache holds them the moment the copy ends, so a killed process loses
+//! nothing, and an append costs a copy instead of a system call made under the chain's lock.
+//! The file is kept a little longer than its records, the rest zeros, so the copy has room;
+//! the zeros are cut off again on close and on the next open.
 //!
 //! Records stay here until the store has them; the file is then rewritten to hold only the
 //! newest record, so the chain head survives even when the store is unreachable.
@@ -7,14 +13,22 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
+use memmap2::MmapMut;
+
 use crate::error::{Error, Result};
 use crate::record::Record;
 
 pub(crate) const FILE_NAME: &str = "journal.jsonl";
 
+/// How much room the file grows by when the mapping is full.
+const RESERVE: u64 = 1 << 20;
+
 pub(crate) struct Journal {
     path: PathBuf,
     file: File,
+    /// The whole file, mapped once the first line needs room.
+    map: Option<MmapMut>,
+    /// Length of the records; from here to the end of the file are zeros.
     bytes: u64,
     fsync: bool,
 }
@@ -26,20 +40,33 @@ fn journal_error(path: &Path, reason: String) -> Error {
     }
 }
 
+fn open_rw(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
+}
+
+/// Maps `file` for writing.
+#[allow(unsafe_code)]
+fn map(file: &File) -> std::io::Result<MmapMut> {
+    // SAFETY: the mapping is only ever used as a byte buffer and never outlives `file`. The
+    // file lives in a journal directory this process holds an exclusive lock on, so no other
+    // gateway writes or shortens it; a third party truncating it underneath us is outside
+    // what the journal can defend against (as for any memory-mapped store).
+    unsafe { MmapMut::map_mut(file) }
+}
+
 impl Journal {
     /// Opens or creates the journal and returns the records in it. A torn last line (from a
     /// crash in the middle of a write) is cut off; damage anywhere else is an error.
     pub(crate) fn open(dir: &Path, fsync: bool) -> Result<(Journal, Vec<Record>)> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating journal directory", dir, e))?;
         let path = dir.join(FILE_NAME);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(|e| Error::io("opening journal", &path, e))?;
+        let mut file = open_rw(&path).map_err(|e| Error::io("opening journal", &path, e))?;
         let mut data = Vec::new();
         file.read_to_end(&mut data).map_err(|e| Error::io("reading journal", &path, e))?;
+        // The records end where the reserved zeros begin (JSON text never holds a NUL byte).
+        let used = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+        let data_len = data.len();
+        data.truncate(used);
 
         let mut records = Vec::new();
         let mut good_len = 0usize;
@@ -63,8 +90,10 @@ impl Journal {
             offset += nl + 1;
             good_len = offset;
         }
-        if good_len < data.len() {
-            tracing::warn!(path = %path.display(), dropped = data.len() - good_len, "cutting a torn record off the audit journal");
+        if good_len < used {
+            tracing::warn!(path = %path.display(), dropped = used - good_len, "cutting a torn record off the audit journal");
+        }
+        if good_len < data_len {
             file.set_len(good_len as u64).map_err(|e| Error::io("truncating journal", &path, e))?;
         }
         check_links(&path, &records)?;
@@ -72,6 +101,7 @@ impl Journal {
             Journal {
                 path,
                 file,
+                map: None,
                 bytes: good_len as u64,
                 fsync,
             },
@@ -79,22 +109,44 @@ impl Journal {
         ))
     }
 
-    /// One `write(2)` of a whole line; with `fsync`, flushed to the disk before returning.
+    /// Copies a whole line in after the last one; with `fsync`, flushed to the disk before
+    /// returning. An error leaves the journal as it was.
     pub(crate) fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
-        let written = self.file.write_all(line).and_then(|()| {
-            if self.fsync {
-                self.file.sync_data()
-            } else {
-                Ok(())
+        let start = self.bytes as usize;
+        let end = start + line.len();
+        let map = match self.map.take() {
+            Some(map) if map.len() >= end => map,
+            _ => self.reserve(end as u64)?,
+        };
+        let map = self.map.insert(map);
+        map[start..end].copy_from_slice(line);
+        if self.fsync {
+            if let Err(e) = map.flush_range(start, line.len()) {
+                map[start..end].fill(0);
+                return Err(e);
             }
-        });
-        if let Err(e) = written {
-            // Cut a partial line off so later records don't follow garbage.
-            let _ = self.file.set_len(self.bytes);
-            return Err(e);
         }
-        self.bytes += line.len() as u64;
+        self.bytes = end as u64;
         Ok(())
+    }
+
+    /// Grows the file with zeros to hold at least `end` bytes and maps it anew. Writing the
+    /// zeros, rather than only setting the length, makes the filesystem set the space aside
+    /// now: a full disk is an error here instead of a fault in the middle of a copy.
+    fn reserve(&mut self, end: u64) -> std::io::Result<MmapMut> {
+        let len = self.file.metadata()?.len().max(self.bytes);
+        if len < end {
+            let zeros = vec![0u8; (end.div_ceil(RESERVE) * RESERVE + RESERVE - len) as usize];
+            let grown = {
+                use std::os::unix::fs::FileExt as _;
+                self.file.write_all_at(&zeros, len)
+            };
+            if let Err(e) = grown.and_then(|()| if self.fsync { self.file.sync_all() } else { Ok(()) }) {
+                let _ = self.file.set_len(len);
+                return Err(e);
+            }
+        }
+        map(&self.file)
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -107,6 +159,7 @@ impl Journal {
 
     /// Replaces the journal with one holding just `keep` (the chain head), atomically.
     pub(crate) fn rewrite(&mut self, keep: Option<&Record>) -> Result<()> {
+        self.map = None;
         let tmp = self.path.with_extension("jsonl.tmp");
         let mut line = keep.map(|r| r.to_json_line()).unwrap_or_default();
         if !line.is_empty() {
@@ -120,11 +173,19 @@ impl Journal {
             if let Some(dir) = self.path.parent() {
                 File::open(dir)?.sync_all()?;
             }
-            OpenOptions::new().read(true).append(true).open(&self.path)
+            open_rw(&self.path)
         };
         self.file = write().map_err(|e| Error::io("rewriting journal", &self.path, e))?;
         self.bytes = line.len() as u64;
         Ok(())
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        // Leave only records behind; a crash leaves the zeros, which `open` cuts off.
+        self.map = None;
+        let _ = self.file.set_len(self.bytes);
     }
 }
 
@@ -231,6 +292,44 @@ mod tests {
         std::fs::write(dir.path().join(FILE_NAME), damaged).unwrap();
         let err = Journal::open(dir.path(), false).err().unwrap();
         assert!(err.to_string().contains("seq 1 does not match"), "{err}");
+    }
+
+    #[test]
+    fn lines_survive_a_crash_and_the_reserved_zeros_are_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let (mut j, _) = Journal::open(dir.path(), false).unwrap();
+        let mut recs = vec![rec(1, GENESIS)];
+        for seq in 2..=5000 {
+            let prev = recs[recs.len() - 1].hash;
+            recs.push(rec(seq, prev));
+        }
+        let mut text = String::new();
+        for r in &recs {
+            let line = format!("{}\n", r.to_json_line());
+            j.write_line(line.as_bytes()).unwrap();
+            text.push_str(&line);
+        }
+        // Past the first reservation, so the mapping was grown at least once.
+        assert!(text.len() as u64 > RESERVE);
+        // A crash: no Drop, the file still ends in zeros.
+        std::mem::forget(j);
+        let on_disk = std::fs::read(&path).unwrap();
+        assert!(on_disk.len() > text.len());
+        assert_eq!(&on_disk[..text.len()], text.as_bytes());
+        assert!(on_disk[text.len()..].iter().all(|&b| b == 0));
+
+        let (j, back) = Journal::open(dir.path(), false).unwrap();
+        assert_eq!(back, recs);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        drop(j);
+        // A clean close leaves the records alone too.
+        let (mut j, _) = Journal::open(dir.path(), false).unwrap();
+        let next = rec(5001, recs[recs.len() - 1].hash);
+        j.write_line(format!("{}\n", next.to_json_line()).as_bytes()).unwrap();
+        drop(j);
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(after, format!("{text}{}\n", next.to_json_line()));
     }
 
     #[test]

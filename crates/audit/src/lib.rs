@@ -5,7 +5,7 @@
 //! before `append` returns; a background thread moves records into the store (SQLite or
 //! PostgreSQL) in batches and signs checkpoints with an ed25519 key. [`tools::Reader`] verifies
 //! the store and reads it back.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod config;
 mod error;

@@ -42,24 +42,8 @@ pub(crate) struct Head {
     pub(crate) seq: u64,
     pub(crate) hash: Hash,
     pub(crate) tx: Option<mpsc::Sender<Record>>,
-    /// Journal lines of deferred records, written with the next durable record (or by the
-    /// writer after its next store commit), so the journal stays in chain order.
-    pub(crate) deferred: Vec<u8>,
-}
-
-/// Deferred journal lines beyond this are written at once.
-const DEFERRED_MAX: usize = 64 << 10;
-
-impl Head {
-    /// Writes the deferred lines, if any.
-    pub(crate) fn write_deferred(&mut self) -> std::io::Result<()> {
-        if self.deferred.is_empty() {
-            return Ok(());
-        }
-        self.journal.write_line(&self.deferred)?;
-        self.deferred.clear();
-        Ok(())
-    }
+    /// The journal line being built, kept to reuse its allocation.
+    line: Vec<u8>,
 }
 
 /// State shared with the writer thread.
@@ -175,7 +159,7 @@ impl AuditLog {
                 seq,
                 hash,
                 tx: Some(tx),
-                deferred: Vec::new(),
+                line: Vec::new(),
             }),
             appended: AtomicU64::new(0),
             last_seq: AtomicU64::new(seq),
@@ -205,28 +189,17 @@ impl AuditLog {
     /// this returns. Returns the record's sequence number. An error means the record was NOT
     /// kept: the caller should refuse the statement.
     pub fn append(&self, event: Event) -> Result<u64> {
-        self.append_with(event, true)
-    }
-
-    /// Records an event whose durability may wait: it takes its place in the chain now and
-    /// reaches the store like any other, but its journal line is written together with the
-    /// next [`append`](Self::append) (or within a store commit), saving a write per record.
-    /// For outcomes of statements already recorded: a crash may lose the outcome, never the
-    /// statement, and never leaves a gap in the journal.
-    pub fn append_deferred(&self, event: Event) -> Result<u64> {
-        self.append_with(event, false)
-    }
-
-    fn append_with(&self, event: Event, durable: bool) -> Result<u64> {
         let kind = event.kind().to_owned();
         let session = event.session().map(str::to_owned);
         let event = serde_json::to_string(&event)?;
         let inner = &*self.inner;
         let mut head = inner.head.lock();
+        let head = &mut *head;
         if head.tx.is_none() {
             return Err(Error::Closed);
         }
         let seq = head.seq + 1;
+        // Taken under the lock so times never go backwards along the chain.
         let at = now_rfc3339();
         let hash = record_hash(&inner.stream, seq, &at, &head.hash, &event);
         let record = Record {
@@ -239,20 +212,14 @@ impl AuditLog {
             session,
             event,
         };
-        let mut line = record.to_json_line();
-        line.push('\n');
-        let head_ref = &mut *head;
-        let kept = head_ref.deferred.len();
-        head_ref.deferred.extend_from_slice(line.as_bytes());
-        if durable || head_ref.deferred.len() > DEFERRED_MAX {
-            // One write for the deferred lines and this one.
-            if let Err(e) = head_ref.write_deferred() {
-                head_ref.deferred.truncate(kept);
-                let err = Error::io("writing audit journal", head_ref.journal.path(), e);
-                inner.journal_ok.store(false, Ordering::Relaxed);
-                inner.set_error(&err);
-                return Err(err);
-            }
+        head.line.clear();
+        record.write_json_line(&mut head.line);
+        head.line.push(b'\n');
+        if let Err(e) = head.journal.write_line(&head.line) {
+            let err = Error::io("writing audit journal", head.journal.path(), e);
+            inner.journal_ok.store(false, Ordering::Relaxed);
+            inner.set_error(&err);
+            return Err(err);
         }
         inner.journal_ok.store(true, Ordering::Relaxed);
         head.seq = seq;
@@ -311,13 +278,7 @@ impl AuditLog {
     /// Stops the writer after it has moved what it can into the store and sealed it with a
     /// checkpoint. Dropping the log does the same.
     pub fn close(&self) {
-        {
-            let mut head = self.inner.head.lock();
-            if let Err(e) = head.write_deferred() {
-                self.inner.set_error(Error::io("writing audit journal", head.journal.path(), e));
-            }
-            drop(head.tx.take());
-        }
+        drop(self.inner.head.lock().tx.take());
         if let Some(handle) = self.writer.lock().take() {
             let _ = handle.join();
         }

@@ -72,15 +72,28 @@ impl Record {
 
     /// One line of the journal and of `export --format jsonl`.
     pub fn to_json_line(&self) -> String {
-        let stream = serde_json::Value::String(self.stream.clone());
-        format!(
-            "{{\"stream\":{stream},\"seq\":{},\"at\":\"{}\",\"prev_hash\":\"{}\",\"hash\":\"{}\",\"event\":{}}}",
-            self.seq,
-            self.at,
-            HashHex::new(&self.prev_hash).as_str(),
-            HashHex::new(&self.hash).as_str(),
-            self.event
-        )
+        let mut out = Vec::with_capacity(self.event.len() + 256);
+        self.write_json_line(&mut out);
+        // Cannot fail: every piece written is UTF-8.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// [`Record::to_json_line`] appended to `out`, without the allocations of formatting.
+    pub fn write_json_line(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"stream\":");
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &self.stream);
+        out.extend_from_slice(b",\"seq\":");
+        out.extend_from_slice(itoa::Buffer::new().format(self.seq).as_bytes());
+        out.extend_from_slice(b",\"at\":\"");
+        out.extend_from_slice(self.at.as_bytes());
+        out.extend_from_slice(b"\",\"prev_hash\":\"");
+        out.extend_from_slice(HashHex::new(&self.prev_hash).as_str().as_bytes());
+        out.extend_from_slice(b"\",\"hash\":\"");
+        out.extend_from_slice(HashHex::new(&self.hash).as_str().as_bytes());
+        out.extend_from_slice(b"\",\"event\":");
+        out.extend_from_slice(self.event.as_bytes());
+        out.push(b'}');
     }
 
     /// Parses a line written by [`Record::to_json_line`], keeping the event text byte-exact.

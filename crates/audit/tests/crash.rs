@@ -71,43 +71,41 @@ fn records_survive_abort() {
     assert_eq!(seqs, vec![RECORDS, RECORDS + 1]);
 }
 
-const DEFERRED_CHILD_DIR: &str = "DRAWBRIDGE_AUDIT_DEFERRED_CHILD_DIR";
+const PAIRS_CHILD_DIR: &str = "DRAWBRIDGE_AUDIT_PAIRS_CHILD_DIR";
 const PAIRS: u64 = 100;
 
-/// The child half of `deferred_records_never_leave_a_gap`.
+/// The child half of `the_last_record_before_a_crash_is_kept`.
 #[test]
-fn deferred_child() {
-    let Ok(dir) = std::env::var(DEFERRED_CHILD_DIR) else {
+fn pairs_child() {
+    let Ok(dir) = std::env::var(PAIRS_CHILD_DIR) else {
         return;
     };
     let log = AuditLog::open(&sqlite_config(), dir.as_ref()).unwrap();
     for i in 0..PAIRS {
         log.append(statement("crash", i, "UPDATE t SET x = 1", "allow")).unwrap();
-        log.append_deferred(closed("crash")).unwrap();
+        log.append(closed("crash")).unwrap();
     }
     std::process::abort();
 }
 
 #[test]
-fn deferred_records_never_leave_a_gap() {
+fn the_last_record_before_a_crash_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = sqlite_config();
-    let blocker = child_dies_with_store_blocked(dir.path(), "deferred_child", DEFERRED_CHILD_DIR);
+    let blocker = child_dies_with_store_blocked(dir.path(), "pairs_child", PAIRS_CHILD_DIR);
     blocker.execute_batch("ROLLBACK").unwrap();
     drop(blocker);
 
-    // Each durable record carried the deferred one before it; only the last deferred record,
-    // written by nothing after it, is gone.
+    // Every record was in the journal when `append` returned, the last one included.
     let log = AuditLog::open(&cfg, dir.path()).unwrap();
-    assert_eq!(log.stats().stored_seq, 2 * PAIRS - 1);
-    log.append_deferred(closed("after")).unwrap();
+    assert_eq!(log.stats().stored_seq, 2 * PAIRS);
+    log.append(closed("after")).unwrap();
     log.flush(Duration::from_secs(10)).unwrap();
     drop(log);
     let report = Reader::open(&cfg, dir.path()).unwrap().verify().unwrap();
     assert!(report.ok(), "{report}");
-    assert_eq!(report.streams[0].records, 2 * PAIRS);
-    // Closing wrote the deferred line to the journal too.
+    assert_eq!(report.streams[0].records, 2 * PAIRS + 1);
     let journal = std::fs::read_to_string(dir.path().join("audit-journal/journal.jsonl")).unwrap();
     let last = journal.lines().last().map(|l| drawbridge_audit::Record::from_json_line(l).unwrap().seq);
-    assert_eq!(last, Some(2 * PAIRS));
+    assert_eq!(last, Some(2 * PAIRS + 1));
 }

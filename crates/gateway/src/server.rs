@@ -258,19 +258,8 @@ impl Shared {
     /// Appends to the audit log, if there is one. `Err` means the record was not kept and
     /// the configured policy is to refuse rather than run unrecorded.
     pub(crate) fn record(&self, event: audit::Event) -> Result<(), ()> {
-        self.record_with(event, true)
-    }
-
-    /// Records what happened after a recorded statement (its outcome, what was masked):
-    /// written to the journal with the next record rather than on its own.
-    pub(crate) fn record_later(&self, event: audit::Event) {
-        let _ = self.record_with(event, false);
-    }
-
-    fn record_with(&self, event: audit::Event, durable: bool) -> Result<(), ()> {
         let Some(log) = &self.audit else { return Ok(()) };
-        let appended = if durable { log.append(event) } else { log.append_deferred(event) };
-        match appended {
+        match log.append(event) {
             Ok(_) => Ok(()),
             Err(e) => {
                 tracing::error!(error = %e, "audit record could not be written");
@@ -280,6 +269,12 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Records what happened after a recorded statement (its outcome, what was masked). The
+    /// statement has run by then, so a failure is only logged.
+    pub(crate) fn record_later(&self, event: audit::Event) {
+        let _ = self.record(event);
     }
 
     /// Re-reads the policy; on error the old one stays in force.
