@@ -30,6 +30,9 @@ pub(crate) struct Journal {
     map: Option<MmapMut>,
     /// Length of the records; from here to the end of the file are zeros.
     bytes: u64,
+    /// Where this file starts in the journal's history: positions handed out by
+    /// [`Journal::end`] stay valid across a rewrite that drops the file's front.
+    base: u64,
     fsync: bool,
 }
 
@@ -103,6 +106,7 @@ impl Journal {
                 file,
                 map: None,
                 bytes: good_len as u64,
+                base: 0,
                 fsync,
             },
             records,
@@ -157,17 +161,29 @@ impl Journal {
         self.bytes
     }
 
-    /// Replaces the journal with one holding just `keep` (the chain head), atomically.
-    pub(crate) fn rewrite(&mut self, keep: Option<&Record>) -> Result<()> {
+    /// The position just past the last line, in the journal's history.
+    pub(crate) fn end(&self) -> u64 {
+        self.base + self.bytes
+    }
+
+    /// Replaces the journal, atomically, with one holding `keep` (the newest stored record)
+    /// and then the lines from position `from` on (those not stored yet; none without it).
+    pub(crate) fn rewrite(&mut self, keep: Option<&Record>, from: Option<u64>) -> Result<()> {
+        let mut content = Vec::new();
+        if let Some(r) = keep {
+            r.write_json_line(&mut content);
+            content.push(b'\n');
+        }
+        let kept = content.len() as u64;
+        if let (Some(from), Some(map)) = (from, &self.map) {
+            let start = from.saturating_sub(self.base).min(self.bytes) as usize;
+            content.extend_from_slice(&map[start..self.bytes as usize]);
+        }
         self.map = None;
         let tmp = self.path.with_extension("jsonl.tmp");
-        let mut line = keep.map(|r| r.to_json_line()).unwrap_or_default();
-        if !line.is_empty() {
-            line.push('\n');
-        }
         let write = || -> std::io::Result<File> {
             let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
-            f.write_all(line.as_bytes())?;
+            f.write_all(&content)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &self.path)?;
             if let Some(dir) = self.path.parent() {
@@ -176,7 +192,8 @@ impl Journal {
             open_rw(&self.path)
         };
         self.file = write().map_err(|e| Error::io("rewriting journal", &self.path, e))?;
-        self.bytes = line.len() as u64;
+        self.base = from.map_or(0, |f| f.saturating_sub(kept));
+        self.bytes = content.len() as u64;
         Ok(())
     }
 }
@@ -341,7 +358,7 @@ mod tests {
         for r in [&a, &b] {
             j.write_line(format!("{}\n", r.to_json_line()).as_bytes()).unwrap();
         }
-        j.rewrite(Some(&b)).unwrap();
+        j.rewrite(Some(&b), None).unwrap();
         let c = rec(3, b.hash);
         j.write_line(format!("{}\n", c.to_json_line()).as_bytes()).unwrap();
         drop(j);

@@ -36,12 +36,18 @@ pub struct Stats {
     pub healthy: bool,
 }
 
+/// A record on its way to the store, with where its journal line ends.
+pub(crate) struct Appended {
+    pub(crate) record: Record,
+    pub(crate) journal_end: u64,
+}
+
 /// The chain head and the journal, behind the one lock `append` takes.
 pub(crate) struct Head {
     pub(crate) journal: Journal,
     pub(crate) seq: u64,
     pub(crate) hash: Hash,
-    pub(crate) tx: Option<mpsc::Sender<Record>>,
+    pub(crate) tx: Option<mpsc::Sender<Appended>>,
     /// The journal line being built, kept to reuse its allocation.
     line: Vec<u8>,
 }
@@ -126,7 +132,7 @@ impl AuditLog {
             key,
         };
         let (recovered_tx, recovered_rx) = mpsc::sync_channel::<Result<Recovered>>(1);
-        let (tx, rx) = mpsc::channel::<Record>();
+        let (tx, rx) = mpsc::channel::<Appended>();
         let (inner_tx, inner_rx) = mpsc::sync_channel::<Arc<Inner>>(1);
         let cfg_store = cfg.clone();
         let base = base_dir.to_path_buf();
@@ -149,7 +155,7 @@ impl AuditLog {
         };
 
         // Everything is in the store now: keep only the head in the journal.
-        journal.rewrite(recovered.last.as_ref())?;
+        journal.rewrite(recovered.last.as_ref(), None)?;
         let (seq, hash) = recovered.last.as_ref().map_or((0, GENESIS), |r| (r.seq, r.hash));
         let epoch = Instant::now();
         let inner = Arc::new(Inner {
@@ -229,7 +235,8 @@ impl AuditLog {
         // Sent under the lock so the writer sees records in order. If the writer is gone the
         // record is still in the journal and the next start moves it.
         if let Some(tx) = &head.tx {
-            if tx.send(record).is_err() {
+            let journal_end = head.journal.end();
+            if tx.send(Appended { record, journal_end }).is_err() {
                 inner.set_error("audit writer thread has stopped; records stay in the journal");
             }
         }

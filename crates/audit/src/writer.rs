@@ -12,7 +12,7 @@ use ed25519_dalek::SigningKey;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::log::Inner;
+use crate::log::{Appended, Inner};
 use crate::record::{now_rfc3339, Checkpoint, Record, GENESIS};
 use crate::store::{self, Store};
 
@@ -47,7 +47,7 @@ pub(crate) fn run(
     journal_records: Vec<Record>,
     recovered_tx: mpsc::SyncSender<Result<Recovered>>,
     inner_rx: mpsc::Receiver<Arc<Inner>>,
-    rx: mpsc::Receiver<Record>,
+    rx: mpsc::Receiver<Appended>,
 ) {
     let (store, last, last_cp_seq) = match recover(&cfg, &base_dir, &settings, &journal_records) {
         Ok(r) => r,
@@ -69,7 +69,9 @@ pub(crate) fn run(
         settings,
         rx,
         pending: VecDeque::new(),
+        pending_ends: VecDeque::new(),
         last,
+        last_end: None,
         last_cp_seq,
         last_cp_at: Instant::now(),
     }
@@ -137,9 +139,13 @@ struct Writer {
     inner: Arc<Inner>,
     store: Box<dyn Store>,
     settings: WriterSettings,
-    rx: mpsc::Receiver<Record>,
+    rx: mpsc::Receiver<Appended>,
     pending: VecDeque<Record>,
+    /// Where each pending record's journal line ends.
+    pending_ends: VecDeque<u64>,
     last: Option<Record>,
+    /// Where `last`'s journal line ends, once a record of this run is stored.
+    last_end: Option<u64>,
     last_cp_seq: u64,
     last_cp_at: Instant,
 }
@@ -151,8 +157,8 @@ impl Writer {
         loop {
             if self.pending.is_empty() {
                 match self.rx.recv_timeout(IDLE_TICK) {
-                    Ok(r) => {
-                        self.pending.push_back(r);
+                    Ok(a) => {
+                        self.push(a);
                         // Group commit: the records are already durable in the journal, so
                         // waiting a moment costs nothing and turns a transaction (and a
                         // wake-up) per record into one per batch.
@@ -193,11 +199,16 @@ impl Writer {
         self.maybe_checkpoint(true);
     }
 
+    fn push(&mut self, a: Appended) {
+        self.pending.push_back(a.record);
+        self.pending_ends.push_back(a.journal_end);
+    }
+
     /// Takes everything waiting in the channel; true once every sender is gone.
     fn drain(&mut self) -> bool {
         loop {
             match self.rx.try_recv() {
-                Ok(r) => self.pending.push_back(r),
+                Ok(a) => self.push(a),
                 Err(TryRecvError::Empty) => return false,
                 Err(TryRecvError::Disconnected) => return true,
             }
@@ -211,6 +222,7 @@ impl Writer {
             self.store.insert(batch)?;
             let last = batch[n - 1].clone();
             self.pending.drain(..n);
+            self.last_end = self.pending_ends.drain(..n).next_back();
             self.inner.mark_stored(last.seq);
             self.last = Some(last);
             self.maybe_checkpoint(false);
@@ -246,17 +258,27 @@ impl Writer {
         }
     }
 
-    /// Once the journal is large and fully stored, shrink it to the head record.
+    /// Once the journal is large, shrink it to the newest stored record and the lines after
+    /// it (records appended while this batch was being stored).
     fn maybe_rotate(&mut self) {
         let Some(last) = &self.last else {
             return;
         };
         let mut head = self.inner.head.lock();
-        if head.journal.bytes() < self.settings.rotate_bytes || head.seq != last.seq {
+        if head.journal.bytes() < self.settings.rotate_bytes {
             return;
         }
-        // Everything appended is stored.
-        if let Err(e) = head.journal.rewrite(Some(last)) {
+        let from = match self.last_end {
+            Some(end) => end,
+            // Nothing stored since the start: only an idle journal can shrink.
+            None if head.seq == last.seq => head.journal.end(),
+            None => return,
+        };
+        // Not worth it while most of the journal still waits for the store.
+        if head.journal.end().saturating_sub(from) > self.settings.rotate_bytes / 2 {
+            return;
+        }
+        if let Err(e) = head.journal.rewrite(Some(last), Some(from)) {
             self.inner.set_error(&e);
         }
     }
