@@ -274,8 +274,8 @@ impl Writer {
             None if head.seq == last.seq => head.journal.end(),
             None => return,
         };
-        // Not worth it while most of the journal still waits for the store.
-        if head.journal.end().saturating_sub(from) > self.settings.rotate_bytes / 2 {
+        // Not worth it unless it at least halves the journal (not while the store lags).
+        if head.journal.end().saturating_sub(from) * 2 > head.journal.bytes() {
             return;
         }
         if let Err(e) = head.journal.rewrite(Some(last), Some(from)) {

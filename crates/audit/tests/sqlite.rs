@@ -123,23 +123,28 @@ fn a_journal_under_steady_load_still_shrinks() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config { journal_rotate_bytes: 64 << 10, ..sqlite_config() };
     let log = AuditLog::open(&cfg, dir.path()).unwrap();
-    // Records keep arriving while every batch is stored, so the store is never fully caught
-    // up when it finishes one: the journal must shrink anyway.
+    // A record every 50 µs, without pauses: whenever the writer finishes a batch, newer
+    // records are already waiting, so the store is never fully caught up. The journal must
+    // shrink anyway.
     let started = std::time::Instant::now();
     let mut appended = 0u64;
     let mut longest = 0;
-    while started.elapsed() < Duration::from_millis(1500) {
-        for _ in 0..20 {
-            log.append(statement("busy", appended, "UPDATE t SET x = 1 WHERE id = 7", "allow")).unwrap();
-            appended += 1;
+    let mut sampled = started;
+    while started.elapsed() < Duration::from_secs(3) {
+        let due = started + Duration::from_micros(50 * appended);
+        while std::time::Instant::now() < due {
+            std::hint::spin_loop();
         }
-        std::thread::sleep(Duration::from_millis(1));
-        if started.elapsed() > Duration::from_millis(500) {
+        log.append(statement("busy", appended, "UPDATE t SET x = 1 WHERE id = 7", "allow")).unwrap();
+        appended += 1;
+        if started.elapsed() > Duration::from_secs(1) && sampled.elapsed() > Duration::from_millis(20) {
             longest = longest.max(journal_lines(dir.path()));
+            sampled = std::time::Instant::now();
         }
     }
-    assert!(appended > 5_000, "only {appended} records appended");
-    assert!(longest < 3_000, "the journal grew to {longest} lines of {appended} records");
+    assert!(appended > 10_000, "only {appended} records appended");
+    // Without rotation under load the journal holds nearly everything appended.
+    assert!(longest * 4 < appended as usize, "the journal grew to {longest} lines of {appended} records");
     log.flush(Duration::from_secs(10)).unwrap();
     drop(log);
 
