@@ -175,9 +175,14 @@ impl Journal {
             content.push(b'\n');
         }
         let kept = content.len() as u64;
-        if let (Some(from), Some(map)) = (from, &self.map) {
+        if let Some(from) = from {
             let start = from.saturating_sub(self.base).min(self.bytes) as usize;
-            content.extend_from_slice(&map[start..self.bytes as usize]);
+            // The mapping is gone after a failed attempt to grow it; the lines are not.
+            let mapped = match self.map.take() {
+                Some(m) => m,
+                None => map(&self.file).map_err(|e| Error::io("reading journal", &self.path, e))?,
+            };
+            content.extend_from_slice(&mapped[start..self.bytes as usize]);
         }
         self.map = None;
         let tmp = self.path.with_extension("jsonl.tmp");
