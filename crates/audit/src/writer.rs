@@ -63,6 +63,8 @@ pub(crate) fn run(
     let Ok(inner) = inner_rx.recv() else {
         return;
     };
+    // The journal now holds just `last`, and nothing has been appended yet.
+    let last_end = inner.head.lock().journal.end();
     Writer {
         inner,
         store,
@@ -71,7 +73,7 @@ pub(crate) fn run(
         pending: VecDeque::new(),
         pending_ends: VecDeque::new(),
         last,
-        last_end: None,
+        last_end,
         last_cp_seq,
         last_cp_at: Instant::now(),
     }
@@ -144,8 +146,8 @@ struct Writer {
     /// Where each pending record's journal line ends.
     pending_ends: VecDeque<u64>,
     last: Option<Record>,
-    /// Where `last`'s journal line ends, once a record of this run is stored.
-    last_end: Option<u64>,
+    /// Where `last`'s journal line ends.
+    last_end: u64,
     last_cp_seq: u64,
     last_cp_at: Instant,
 }
@@ -222,7 +224,9 @@ impl Writer {
             self.store.insert(batch)?;
             let last = batch[n - 1].clone();
             self.pending.drain(..n);
-            self.last_end = self.pending_ends.drain(..n).next_back();
+            if let Some(end) = self.pending_ends.drain(..n).next_back() {
+                self.last_end = end;
+            }
             self.inner.mark_stored(last.seq);
             self.last = Some(last);
             self.maybe_checkpoint(false);
@@ -268,17 +272,11 @@ impl Writer {
         if head.journal.bytes() < self.settings.rotate_bytes {
             return;
         }
-        let from = match self.last_end {
-            Some(end) => end,
-            // Nothing stored since the start: only an idle journal can shrink.
-            None if head.seq == last.seq => head.journal.end(),
-            None => return,
-        };
         // Not worth it unless it at least halves the journal (not while the store lags).
-        if head.journal.end().saturating_sub(from) * 2 > head.journal.bytes() {
+        if head.journal.end().saturating_sub(self.last_end) * 2 > head.journal.bytes() {
             return;
         }
-        if let Err(e) = head.journal.rewrite(Some(last), Some(from)) {
+        if let Err(e) = head.journal.rewrite(Some(last), Some(self.last_end)) {
             self.inner.set_error(&e);
         }
     }
