@@ -3,8 +3,9 @@
 //! Lines are copied into a shared memory mapping of the file rather than written with
 //! `write(2)`: the page cache holds them the moment the copy ends, so a killed process loses
 //! nothing, and an append costs a copy instead of a system call made under the chain's lock.
-//! The file is kept a little longer than its records, the rest zeros, so the copy has room;
-//! the zeros are cut off again on close and on the next open.
+//! Only a window at the end of the file is mapped, and the file is allocated a little past
+//! its records so the copy has room; the unwritten rest reads as zeros and is cut off again on
+//! close and on the next open.
 //!
 //! Records stay here until the store has them; the file is then rewritten to hold only the
 //! newest record, so the chain head survives even when the store is unreachable.
@@ -13,27 +14,35 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
-use memmap2::MmapMut;
+use memmap2::{MmapMut, MmapOptions};
 
 use crate::error::{Error, Result};
 use crate::record::Record;
 
 pub(crate) const FILE_NAME: &str = "journal.jsonl";
 
-/// How much room the file grows by when the mapping is full.
-const RESERVE: u64 = 1 << 20;
+/// How much of the file's end is mapped at once, and how far the file is allocated ahead.
+/// Mapping only a window keeps the cost of moving it proportional to what was written in
+/// it, not to the size of the file.
+const WINDOW: u64 = 4 << 20;
 
 pub(crate) struct Journal {
     path: PathBuf,
     file: File,
-    /// The whole file, mapped once the first line needs room.
-    map: Option<MmapMut>,
+    /// The end of the file, mapped once the first line needs room.
+    window: Option<Window>,
     /// Length of the records; from here to the end of the file are zeros.
     bytes: u64,
     /// Where this file starts in the journal's history: positions handed out by
     /// [`Journal::end`] stay valid across a rewrite that drops the file's front.
     base: u64,
     fsync: bool,
+}
+
+struct Window {
+    map: MmapMut,
+    /// Where in the file the mapping starts.
+    at: u64,
 }
 
 fn journal_error(path: &Path, reason: String) -> Error {
@@ -49,12 +58,12 @@ fn open_rw(path: &Path) -> std::io::Result<File> {
 
 /// Maps `file` for writing.
 #[allow(unsafe_code)]
-fn map(file: &File) -> std::io::Result<MmapMut> {
+fn map(file: &File, at: u64, len: u64) -> std::io::Result<MmapMut> {
     // SAFETY: the mapping is only ever used as a byte buffer and never outlives `file`. The
     // file lives in a journal directory this process holds an exclusive lock on, so no other
     // gateway writes or shortens it; a third party truncating it underneath us is outside
     // what the journal can defend against (as for any memory-mapped store).
-    unsafe { MmapMut::map_mut(file) }
+    unsafe { MmapOptions::new().offset(at).len(len as usize).map_mut(file) }
 }
 
 impl Journal {
@@ -104,7 +113,7 @@ impl Journal {
             Journal {
                 path,
                 file,
-                map: None,
+                window: None,
                 bytes: good_len as u64,
                 base: 0,
                 fsync,
@@ -116,41 +125,53 @@ impl Journal {
     /// Copies a whole line in after the last one; with `fsync`, flushed to the disk before
     /// returning. An error leaves the journal as it was.
     pub(crate) fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
-        let start = self.bytes as usize;
-        let end = start + line.len();
-        let map = match self.map.take() {
-            Some(map) if map.len() >= end => map,
-            _ => self.reserve(end as u64)?,
+        let end = self.bytes + line.len() as u64;
+        let w = match self.window.take() {
+            Some(w) if w.at + w.map.len() as u64 >= end => w,
+            _ => self.next_window(end)?,
         };
-        let map = self.map.insert(map);
-        map[start..end].copy_from_slice(line);
+        let w = self.window.insert(w);
+        let start = (self.bytes - w.at) as usize;
+        w.map[start..start + line.len()].copy_from_slice(line);
         if self.fsync {
-            if let Err(e) = map.flush_range(start, line.len()) {
-                map[start..end].fill(0);
+            if let Err(e) = w.map.flush_range(start, line.len()) {
+                w.map[start..start + line.len()].fill(0);
                 return Err(e);
             }
         }
-        self.bytes = end as u64;
+        self.bytes = end;
         Ok(())
     }
 
-    /// Grows the file with zeros to hold at least `end` bytes and maps it anew. Writing the
-    /// zeros, rather than only setting the length, makes the filesystem set the space aside
-    /// now: a full disk is an error here instead of a fault in the middle of a copy.
-    fn reserve(&mut self, end: u64) -> std::io::Result<MmapMut> {
-        let len = self.file.metadata()?.len().max(self.bytes);
-        if len < end {
-            let zeros = vec![0u8; (end.div_ceil(RESERVE) * RESERVE + RESERVE - len) as usize];
-            let grown = {
-                use std::os::unix::fs::FileExt as _;
-                self.file.write_all_at(&zeros, len)
-            };
-            if let Err(e) = grown.and_then(|()| if self.fsync { self.file.sync_all() } else { Ok(()) }) {
-                let _ = self.file.set_len(len);
-                return Err(e);
-            }
+    /// Maps a new window from the page holding the end of the records to past `end`,
+    /// allocating the file that far first. Allocating, rather than only setting the length,
+    /// makes the filesystem set the space aside now: a full disk is an error here instead of
+    /// a fault in the middle of a copy.
+    fn next_window(&mut self, end: u64) -> std::io::Result<Window> {
+        let page = rustix::param::page_size() as u64;
+        let at = self.bytes / page * page;
+        let len = (end - at).div_ceil(WINDOW) * WINDOW;
+        let file_len = self.file.metadata()?.len();
+        if file_len < at + len {
+            self.allocate(file_len, at + len)?;
         }
-        map(&self.file)
+        Ok(Window { map: map(&self.file, at, len)?, at })
+    }
+
+    fn allocate(&self, from: u64, to: u64) -> std::io::Result<()> {
+        let grown = match rustix::fs::fallocate(&self.file, rustix::fs::FallocateFlags::empty(), from, to - from) {
+            Ok(()) => Ok(()),
+            // A filesystem without fallocate: write the zeros.
+            Err(_) => {
+                use std::os::unix::fs::FileExt as _;
+                self.file.write_all_at(&vec![0u8; (to - from) as usize], from)
+            }
+        };
+        if let Err(e) = grown.and_then(|()| if self.fsync { self.file.sync_all() } else { Ok(()) }) {
+            let _ = self.file.set_len(from);
+            return Err(e);
+        }
+        Ok(())
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -176,15 +197,17 @@ impl Journal {
         }
         let kept = content.len() as u64;
         if let Some(from) = from {
-            let start = from.saturating_sub(self.base).min(self.bytes) as usize;
-            // The mapping is gone after a failed attempt to grow it; the lines are not.
-            let mapped = match self.map.take() {
-                Some(m) => m,
-                None => map(&self.file).map_err(|e| Error::io("reading journal", &self.path, e))?,
-            };
-            content.extend_from_slice(&mapped[start..self.bytes as usize]);
+            let start = from.saturating_sub(self.base).min(self.bytes);
+            let mut tail = vec![0; (self.bytes - start) as usize];
+            {
+                use std::os::unix::fs::FileExt as _;
+                // The page cache is the mapping's: this reads what was copied in.
+                self.file.read_exact_at(&mut tail, start)
+            }
+            .map_err(|e| Error::io("reading journal", &self.path, e))?;
+            content.extend_from_slice(&tail);
         }
-        self.map = None;
+        self.window = None;
         let tmp = self.path.with_extension("jsonl.tmp");
         let write = || -> std::io::Result<File> {
             let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
@@ -206,7 +229,7 @@ impl Journal {
 impl Drop for Journal {
     fn drop(&mut self) {
         // Leave only records behind; a crash leaves the zeros, which `open` cuts off.
-        self.map = None;
+        self.window = None;
         let _ = self.file.set_len(self.bytes);
     }
 }
@@ -322,7 +345,7 @@ mod tests {
         let path = dir.path().join(FILE_NAME);
         let (mut j, _) = Journal::open(dir.path(), false).unwrap();
         let mut recs = vec![rec(1, GENESIS)];
-        for seq in 2..=5000 {
+        for seq in 2..=20_000 {
             let prev = recs[recs.len() - 1].hash;
             recs.push(rec(seq, prev));
         }
@@ -332,8 +355,8 @@ mod tests {
             j.write_line(line.as_bytes()).unwrap();
             text.push_str(&line);
         }
-        // Past the first reservation, so the mapping was grown at least once.
-        assert!(text.len() as u64 > RESERVE);
+        // Past the first window, so the mapping moved at least once.
+        assert!(text.len() as u64 > WINDOW);
         // A crash: no Drop, the file still ends in zeros.
         std::mem::forget(j);
         let on_disk = std::fs::read(&path).unwrap();
@@ -347,7 +370,7 @@ mod tests {
         drop(j);
         // A clean close leaves the records alone too.
         let (mut j, _) = Journal::open(dir.path(), false).unwrap();
-        let next = rec(5001, recs[recs.len() - 1].hash);
+        let next = rec(20_001, recs[recs.len() - 1].hash);
         j.write_line(format!("{}\n", next.to_json_line()).as_bytes()).unwrap();
         drop(j);
         let after = std::fs::read_to_string(&path).unwrap();
