@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One thing that happened. Serialized as `{"kind": "...", ...}`; new kinds are new variants.
+/// Fields that are `None` are left out (older records spell them `null`; both read back).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
@@ -34,34 +35,42 @@ pub enum Event {
         /// `simple` or `extended`.
         protocol: String,
         text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         params: Option<Vec<Option<String>>>,
-        /// The statement's facts as JSON, kept as the gateway serialised them.
+        /// The statement's facts as JSON, without members that are null, false or empty.
         facts: Json,
         /// `allow`, `deny` or `require_approval`.
         effect: String,
         rules: Vec<String>,
         reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         max_rows: Option<u64>,
     },
     Outcome {
         session: String,
         statement: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         tag: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         rows: Option<u64>,
         duration_us: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         rows_seen: Option<Vec<Vec<Option<String>>>>,
     },
     /// Values masked in a statement's result: which columns, by which rule, how many.
     /// Never the values themselves.
     Masked {
         session: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         statement: Option<u64>,
         columns: Vec<MaskedColumn>,
     },
     /// A step in an approval's life (requested, approved, denied, expired, consumed, grants).
     Approval {
         /// The session that asked, when the step came from one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         session: Option<String>,
         approval: serde_json::Value,
     },
@@ -83,6 +92,37 @@ pub struct MaskedColumn {
 /// A JSON document serialised once by its producer and written as is.
 #[derive(Debug, Clone)]
 pub struct Json(pub Box<serde_json::value::RawValue>);
+
+impl Json {
+    /// `value` without its null, false and empty fields: a summary that reads well and keeps
+    /// records small. Meant to be made once (per statement shape), not per record.
+    pub fn summary(value: &impl Serialize) -> Json {
+        let mut v = serde_json::to_value(value).unwrap_or_default();
+        prune(&mut v);
+        Json(serde_json::value::to_raw_value(&v).unwrap_or_default())
+    }
+}
+
+/// Drops null, false and empty members from objects, at any depth; false when `v` itself
+/// says nothing.
+fn prune(v: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Null | Value::Bool(false) => false,
+        // Elements stay, whatever they hold: their positions mean something.
+        Value::Array(items) => {
+            items.iter_mut().for_each(|x| {
+                prune(x);
+            });
+            !items.is_empty()
+        }
+        Value::Object(members) => {
+            members.retain(|_, x| prune(x));
+            !members.is_empty()
+        }
+        _ => true,
+    }
+}
 
 impl Serialize for Json {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -143,5 +183,34 @@ mod tests {
         assert_eq!(serde_json::to_string(&back).unwrap(), json);
         assert_eq!(e.kind(), "auth_failed");
         assert_eq!(e.session(), None);
+    }
+
+    #[test]
+    fn none_fields_are_left_out_and_old_nulls_still_read() {
+        let e = Event::Outcome {
+            session: "s".into(),
+            statement: 3,
+            tag: Some("SELECT 1".into()),
+            rows: Some(1),
+            duration_us: 9,
+            error: None,
+            rows_seen: None,
+        };
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(json, r#"{"kind":"outcome","session":"s","statement":3,"tag":"SELECT 1","rows":1,"duration_us":9}"#);
+        let old = r#"{"kind":"outcome","session":"s","statement":3,"tag":"SELECT 1","rows":1,"duration_us":9,"error":null,"rows_seen":null}"#;
+        let back: Event = serde_json::from_str(old).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+    }
+
+    #[test]
+    fn a_summary_drops_what_says_nothing_but_keeps_positions() {
+        let facts = serde_json::json!({
+            "start": 0, "command": "SELECT", "prepares": null, "rows_countable": false,
+            "functions": [], "transaction": {},
+            "tables": [{"schema": null, "name": "t", "write": false}, {"write": false}],
+        });
+        let s = Json::summary(&facts);
+        assert_eq!(s.0.get(), r#"{"command":"SELECT","start":0,"tables":[{"name":"t"},{}]}"#);
     }
 }

@@ -92,7 +92,7 @@ impl Judged {
             Some(_) => analysis
                 .statements
                 .iter()
-                .map(|s| audit::Json(serde_json::value::to_raw_value(s).unwrap_or_default()))
+                .map(audit::Json::summary)
                 .collect(),
             None => Vec::new(),
         };
