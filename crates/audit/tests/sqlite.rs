@@ -100,6 +100,55 @@ fn round_trip_verifies_and_reads_back() {
 }
 
 #[test]
+fn a_store_from_before_session_spans_still_finds_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = populate(dir.path(), 3, sqlite_config());
+    {
+        // The layout of earlier versions: an index entry per record, no spans.
+        let store = db(dir.path());
+        store
+            .connection()
+            .execute_batch(
+                "DROP TABLE drawbridge_audit_sessions;
+                 CREATE INDEX drawbridge_audit_records_session ON drawbridge_audit_records (session);",
+            )
+            .unwrap();
+    }
+    let mut reader = Reader::open(&cfg, dir.path()).unwrap();
+    let records = reader.session("s1").unwrap();
+    assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![7, 8, 9, 10, 12]);
+    let store = db(dir.path());
+    let spans: i64 = store
+        .connection()
+        .query_row("SELECT count(*) FROM drawbridge_audit_sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(spans, 3);
+    let index: i64 = store
+        .connection()
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'drawbridge_audit_records_session'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(index, 0, "the per-record index is gone");
+    assert!(verify(&cfg, dir.path()).ok());
+
+    // Sessions whose records interleave are told apart, and new records extend a span.
+    let log = AuditLog::open(&cfg, dir.path()).unwrap();
+    let a = session_events("s1", "agent1");
+    let b = session_events("s9", "agent0");
+    for (x, y) in a.into_iter().zip(b) {
+        log.append(x).unwrap();
+        log.append(y).unwrap();
+    }
+    log.flush(Duration::from_secs(10)).unwrap();
+    drop(log);
+    let mut reader = Reader::open(&cfg, dir.path()).unwrap();
+    let s1 = reader.session("s1").unwrap();
+    assert_eq!(s1.len(), 10, "five from before, five new");
+    assert!(s1.iter().all(|r| r.session.as_deref() == Some("s1")));
+    assert_eq!(reader.session("s9").unwrap().len(), 5);
+    assert!(reader.session("nobody").unwrap().is_empty());
+}
+
+#[test]
 fn reopening_continues_the_chain() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = populate(dir.path(), 1, sqlite_config());

@@ -15,6 +15,8 @@ pub use self::sqlite::SqliteStore;
 /// Table names; prefixed so the shared store can live in an application database.
 pub(crate) const RECORDS: &str = "drawbridge_audit_records";
 pub(crate) const CHECKPOINTS: &str = "drawbridge_audit_checkpoints";
+/// The embedded store's map from a session to the span of sequence numbers holding it.
+pub(crate) const SESSIONS: &str = "drawbridge_audit_sessions";
 
 /// Order of scanned records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,8 +49,9 @@ pub(crate) enum Param {
 }
 
 impl Query {
-    /// ` WHERE … ORDER BY … LIMIT …` with placeholders `{mark}1`, `{mark}2`, ….
-    pub(crate) fn sql(&self, mark: char) -> (String, Vec<Param>) {
+    /// ` WHERE … ORDER BY … LIMIT …` with placeholders `{mark}1`, `{mark}2`, …; `session`
+    /// is the clause that picks one session's records, its parameter written `#`.
+    pub(crate) fn sql(&self, mark: char, session: &str) -> (String, Vec<Param>) {
         let mut clauses = Vec::new();
         let mut params = Vec::new();
         let mut add = |clause: &str, p: Param| {
@@ -62,7 +65,7 @@ impl Query {
             add("seq > #", Param::Int(i64::try_from(n).unwrap_or(i64::MAX)));
         }
         if let Some(s) = &self.session {
-            add("session = #", Param::Text(s.clone()));
+            add(session, Param::Text(s.clone()));
         }
         if let Some(k) = &self.kind {
             add("kind = #", Param::Text(k.clone()));

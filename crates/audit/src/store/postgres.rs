@@ -158,7 +158,7 @@ impl Store for PostgresStore {
     }
 
     fn scan(&mut self, query: &Query, f: &mut dyn FnMut(Record) -> Result<bool>) -> Result<()> {
-        let (tail, params) = query.sql('$');
+        let (tail, params) = query.sql('$', "session = #");
         let boxed: Vec<Box<dyn ToSql + Sync>> = params
             .into_iter()
             .map(|p| -> Box<dyn ToSql + Sync> {
