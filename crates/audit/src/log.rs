@@ -197,7 +197,10 @@ impl AuditLog {
     pub fn append(&self, event: Event) -> Result<u64> {
         let kind = event.kind().to_owned();
         let session = event.session().map(str::to_owned);
-        let event = serde_json::to_string(&event)?;
+        // Sized for a typical statement record, so the text is not regrown as it is written.
+        let mut json = Vec::with_capacity(512);
+        serde_json::to_writer(&mut json, &event)?;
+        let event = String::from_utf8(json).map_err(|e| Error::Store(format!("event is not UTF-8: {e}")))?;
         let inner = &*self.inner;
         let mut head = inner.head.lock();
         let head = &mut *head;

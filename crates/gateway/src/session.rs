@@ -714,7 +714,7 @@ impl Inbound<'_> {
             let id = self.next_statement;
             self.next_statement += 1;
             let event = audit::Event::Statement {
-                session: self.session.to_string(),
+                session: self.session.as_ref().to_owned(),
                 statement: id,
                 protocol: protocol.into(),
                 text: sql::redact_secrets(part).into_owned(),
@@ -738,7 +738,7 @@ impl Inbound<'_> {
     fn record_guarded(&self, ids: &[u64], started: Instant, rows: Option<u64>, error: Option<String>) {
         for id in ids {
             self.shared.record_later(audit::Event::Outcome {
-                session: self.session.to_string(),
+                session: self.session.as_ref().to_owned(),
                 statement: *id,
                 tag: None,
                 rows,
@@ -1788,7 +1788,7 @@ impl Outbound<'_> {
         let Some(columns) = slot.mask.as_ref().and_then(ResultMask::masked_columns) else { return };
         let values: u64 = columns.iter().map(|c| c.values).sum();
         self.shared.metrics.masked_values.fetch_add(values, Ordering::Relaxed);
-        self.shared.record_later(audit::Event::Masked { session: self.session.to_string(), statement: slot.audit, columns });
+        self.shared.record_later(audit::Event::Masked { session: self.session.as_ref().to_owned(), statement: slot.audit, columns });
     }
 
     fn record_outcome(&mut self, tag: u8, pos: usize, total: usize) {
@@ -1801,7 +1801,7 @@ impl Outbound<'_> {
         };
         let rows = command.as_deref().and_then(backend::tag_rows);
         self.shared.record_later(audit::Event::Outcome {
-            session: self.session.to_string(),
+            session: self.session.as_ref().to_owned(),
             statement: id,
             tag: command,
             rows,
