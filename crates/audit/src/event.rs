@@ -111,9 +111,9 @@ fn prune(v: &mut serde_json::Value) -> bool {
         Value::Null | Value::Bool(false) => false,
         // Elements stay, whatever they hold: their positions mean something.
         Value::Array(items) => {
-            items.iter_mut().for_each(|x| {
+            for x in items.iter_mut() {
                 prune(x);
-            });
+            }
             !items.is_empty()
         }
         Value::Object(members) => {
