@@ -197,10 +197,7 @@ impl AuditLog {
     pub fn append(&self, event: Event) -> Result<u64> {
         let kind = event.kind().to_owned();
         let session = event.session().map(str::to_owned);
-        // Sized for a typical statement record, so the text is not regrown as it is written.
-        let mut json = Vec::with_capacity(512);
-        serde_json::to_writer(&mut json, &event)?;
-        let event = String::from_utf8(json).map_err(|e| Error::Store(format!("event is not UTF-8: {e}")))?;
+        let event = serde_json::to_string(&event)?;
         let inner = &*self.inner;
         let mut head = inner.head.lock();
         let head = &mut *head;
