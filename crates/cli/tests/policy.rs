@@ -287,3 +287,104 @@ cases:
     ]);
     assert!(!out.status.success());
 }
+
+// ---------------------------------------------------------------------------------------------
+// 8. Writes that pin a unique key run without the row-limit guard; nothing else does.
+
+const ROW_LIMIT_TWO: &str = "version: 1
+rules:
+  - name: row-limit
+    effect: allow
+    max_rows: 2
+    match: { operations: [update, delete] }
+  - name: everything-else
+    effect: allow
+";
+
+fn bounded_by_key(gw: &Gateway) -> u64 {
+    let (status, body) = gw.http_get("/metrics");
+    assert_eq!(status, 200);
+    body.lines()
+        .find_map(|l| l.strip_prefix("drawbridge_writes_bounded_by_key_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("metric present")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_writes_pinned_to_a_unique_key_skip_the_row_limit_guard() {
+    let up = Upstream::start();
+    up.admin(
+        "CREATE TABLE keyed (id bigint PRIMARY KEY, grp int, v int);
+         INSERT INTO keyed SELECT g, 1, 0 FROM generate_series(1, 10) g;
+         CREATE TABLE deferred (k int UNIQUE DEFERRABLE INITIALLY DEFERRED, v int);
+         CREATE TABLE partial (k int, v int);
+         CREATE UNIQUE INDEX ON partial (k) WHERE v > 0;
+         INSERT INTO partial VALUES (1, 0), (1, 0), (1, 0);
+         ALTER TABLE keyed OWNER TO app_owner;
+         ALTER TABLE deferred OWNER TO app_owner;
+         ALTER TABLE partial OWNER TO app_owner;",
+    );
+    let agent = Agent::new("keyed");
+    let gw = gateway()
+        .target(up.target("app"))
+        .agent(&agent)
+        .policy("file = \"policy.yaml\"")
+        .file("policy.yaml", ROW_LIMIT_TWO)
+        .http()
+        .start();
+    let (a, _m) = connect(&gw.url(&agent, "app")).await.unwrap();
+    let v = |id: i64| up.admin(&format!("SELECT v FROM keyed WHERE id = {id}")).trim().to_owned();
+
+    // Pinned by the primary key: simple protocol, then extended with inferred parameter types.
+    a.batch_execute("UPDATE keyed SET v = 1 WHERE id = 3").await.unwrap();
+    assert_eq!(a.execute("UPDATE keyed SET v = $1 WHERE id = $2 AND grp = 1", &[&2i32, &4i64]).await.unwrap(), 1);
+    assert_eq!(a.execute("DELETE FROM keyed WHERE id = $1", &[&10i64]).await.unwrap(), 1);
+    assert_eq!((v(3), v(4)), ("1".into(), "2".into()));
+    assert_eq!(bounded_by_key(&gw), 3);
+
+    // Not a whole key, an OR, a deferrable key, a partial key: guarded, rolled back.
+    for sql in [
+        "UPDATE keyed SET v = 7 WHERE grp = 1",
+        "UPDATE keyed SET v = 7 WHERE id = 1 OR grp = 1",
+        "UPDATE partial SET v = 0 WHERE k = 1",
+    ] {
+        let msg = refused(&a, sql).await;
+        assert!(msg.contains("row limit") || msg.contains("over the limit"), "{sql}: {msg}");
+    }
+    a.batch_execute("BEGIN; INSERT INTO deferred VALUES (1, 0), (1, 0), (1, 0)").await.unwrap();
+    refused(&a, "UPDATE deferred SET v = 1 WHERE k = 1").await;
+    a.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(up.admin("SELECT count(*) FROM keyed WHERE v = 7").trim(), "0");
+    assert_eq!(bounded_by_key(&gw), 3);
+
+    // A key dropped inside the agent's own transaction stops vouching at once.
+    a.batch_execute("BEGIN; ALTER TABLE keyed DROP CONSTRAINT keyed_pkey; INSERT INTO keyed VALUES (3, 2, 0), (3, 2, 0)")
+        .await
+        .unwrap();
+    refused(&a, "UPDATE keyed SET v = 8 WHERE id = 3").await;
+    a.batch_execute("ROLLBACK").await.unwrap();
+
+    // Another session loads the catalog while the drop is uncommitted, so it still sees the
+    // key; once the drop commits, that catalog must not vouch for the key any more.
+    a.batch_execute("BEGIN; ALTER TABLE keyed DROP CONSTRAINT keyed_pkey; INSERT INTO keyed VALUES (3, 2, 0), (3, 2, 0)")
+        .await
+        .unwrap();
+    let (b, _m2) = connect(&gw.url(&agent, "app")).await.unwrap();
+    b.batch_execute("SELECT 1").await.unwrap();
+    a.batch_execute("COMMIT").await.unwrap();
+    refused(&b, "UPDATE keyed SET v = 8 WHERE id = 3").await;
+    let err = a.execute("UPDATE keyed SET v = 8 WHERE id = $1", &[&3i64]).await.unwrap_err();
+    assert_eq!(db_error(&err).0, "42501", "{err}");
+    let (c, _m3) = connect(&gw.url(&agent, "app")).await.unwrap();
+    refused(&c, "UPDATE keyed SET v = 8 WHERE id = 3").await;
+    assert_eq!(up.admin("SELECT count(*) FROM keyed WHERE v = 8").trim(), "0");
+    assert_eq!(bounded_by_key(&gw), 3);
+
+    // A key the agent adds back is trusted again by the sessions that come after.
+    a.batch_execute("DELETE FROM keyed WHERE grp = 2").await.unwrap();
+    a.batch_execute("ALTER TABLE keyed ADD PRIMARY KEY (id)").await.unwrap();
+    let (d, _m4) = connect(&gw.url(&agent, "app")).await.unwrap();
+    d.batch_execute("UPDATE keyed SET v = 5 WHERE id = 5").await.unwrap();
+    assert_eq!(v(5), "5");
+    assert_eq!(bounded_by_key(&gw), 4);
+}

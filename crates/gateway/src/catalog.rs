@@ -1,13 +1,15 @@
 //! What each target's catalog says about functions (`pg_proc.provolatile`) and relations
-//! (columns, and the columns each view reads), loaded once per target on a fresh upstream
-//! session and refreshed after a while or after the gateway let DDL through.
+//! (columns, the columns each view reads, unique keys), loaded once per target on a fresh
+//! upstream session and refreshed after a while or after the gateway let DDL through.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use policy::{FunctionCatalog, Volatility};
+use sql::{Operation, Statement};
 use wire::{backend, Builder};
 
 use crate::conn::{write_all, BoxIo, Frames};
@@ -32,6 +34,47 @@ const VIEW_DEFS: &str = "SELECT c.oid, pg_catalog.pg_get_viewdef(c.oid) FROM pg_
                          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                          WHERE c.relkind IN ('v','m') AND n.nspname NOT IN ('pg_catalog','information_schema')";
 
+/// Unique indexes that bound an equality lookup to one row: enforced at once (not
+/// deferrable), valid, not partial, on plain columns with their type's default operator
+/// class and the column's own collation, of an ordinary table that has no inheritance
+/// children and no rewrite rules. `indkey` lists the key columns first.
+const UNIQUE_KEYS: &str = "SELECT i.indrelid, i.indnkeyatts, i.indkey::text FROM pg_catalog.pg_index i \
+                           JOIN pg_catalog.pg_class c ON c.oid = i.indrelid \
+                           WHERE i.indisunique AND i.indimmediate AND i.indisvalid AND i.indisready \
+                           AND i.indpred IS NULL AND i.indexprs IS NULL \
+                           AND c.relkind = 'r' AND NOT c.relhassubclass AND NOT c.relhasrules \
+                           AND NOT EXISTS (SELECT 1 FROM pg_catalog.generate_series(0, i.indnkeyatts - 1) k \
+                             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[k] \
+                             JOIN pg_catalog.pg_opclass o ON o.oid = i.indclass[k] \
+                             WHERE NOT o.opcdefault OR a.attcollation <> i.indcollation[k])";
+
+/// `=` operators outside pg_catalog on key types, pseudo-types or domains: with one of
+/// those, `key = value` might not mean the index's equality.
+const CUSTOM_EQUALITY: &str = "SELECT o.oprleft, o.oprright, l.typtype, r.typtype FROM pg_catalog.pg_operator o \
+                               JOIN pg_catalog.pg_type l ON l.oid = o.oprleft \
+                               JOIN pg_catalog.pg_type r ON r.oid = o.oprright \
+                               WHERE o.oprname = '=' AND o.oprnamespace <> 'pg_catalog'::pg_catalog.regnamespace";
+
+/// Column types whose equality with a literal or a parameter of a fitting type (see
+/// [`param_fits`]) is exactly the unique index's: int2, int4, int8, numeric, text,
+/// varchar, bpchar, name, uuid.
+const KEY_TYPES: &[u32] = &[21, 23, 20, 1700, 25, 1043, 1042, 19, 2950];
+const INTEGERS: &[u32] = &[21, 23, 20];
+const STRINGS: &[u32] = &[25, 1043];
+/// The `unknown` type: an untyped literal or parameter, resolved to the column's type.
+const UNKNOWN: u32 = 705;
+
+/// Whether a parameter declared with type `declared` compares with a `column`-typed key
+/// without a lossy cast (a float parameter against a bigint key could match many rows).
+fn param_fits(column: u32, declared: u32) -> bool {
+    declared == 0
+        || declared == UNKNOWN
+        || declared == column
+        || (INTEGERS.contains(&column) && INTEGERS.contains(&declared))
+        || (column == 1700 && INTEGERS.contains(&declared))
+        || (STRINGS.contains(&column) && STRINGS.contains(&declared))
+}
+
 /// A table, view or other relation with its columns.
 #[derive(Debug, Default)]
 pub struct Relation {
@@ -44,6 +87,8 @@ pub struct Relation {
     pub reads: Vec<(u32, i16)>,
     /// Views in user schemas: the defining query.
     pub definition: Option<String>,
+    /// Attnums of each unique key that bounds an equality lookup to one row.
+    pub unique_keys: Vec<Vec<i16>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -85,6 +130,50 @@ impl Relations {
 pub struct Catalog {
     pub functions: Functions,
     pub relations: Relations,
+    /// Some `=` outside pg_catalog could capture a key comparison.
+    custom_equality: bool,
+}
+
+impl Catalog {
+    /// Whether a statement with these pins changes at most one row: every relation its
+    /// name may mean has a unique key whose columns are all pinned, each to a literal or to
+    /// a parameter whose declared type (`param_types`, from Parse) fits the column.
+    pub fn at_most_one_row(&self, pinned: &sql::Pinned, param_types: &[u32]) -> bool {
+        if self.custom_equality {
+            return false;
+        }
+        let oids = self.relations.lookup(pinned.table.schema.as_deref(), &pinned.table.name);
+        let keyed = |oid: &u32| {
+            let Some(rel) = self.relations.by_oid.get(oid) else { return false };
+            rel.unique_keys.iter().any(|key| {
+                key.iter().all(|attnum| {
+                    let Some(col) = rel.columns.iter().find(|c| c.attnum == *attnum) else { return false };
+                    KEY_TYPES.contains(&col.type_oid)
+                        && pinned.columns.iter().any(|(name, param)| {
+                            *name == col.name
+                                && param.is_none_or(|n| {
+                                    let declared = param_types.get(n as usize - 1).copied().unwrap_or(0);
+                                    param_fits(col.type_oid, declared)
+                                })
+                        })
+                })
+            })
+        };
+        !oids.is_empty() && oids.iter().all(keyed)
+    }
+
+    /// Whether running the statement may change the schema, seen or unseen: DDL, procedural
+    /// code, writes to system catalogs, or a volatile function that may be user code (a
+    /// non-volatile one cannot run DDL).
+    pub fn may_change_schema(&self, s: &Statement) -> bool {
+        s.operations.iter().any(|o| o.is_ddl() || matches!(o, Operation::Procedural | Operation::DynamicSql | Operation::Call))
+            || s.tables.iter().any(|t| {
+                t.write && (t.schema.as_deref() == Some("pg_catalog") || (t.schema.is_none() && t.name.starts_with("pg_")))
+            })
+            || s.functions.iter().any(|f| {
+                matches!(self.functions.volatility(f), Volatility::Volatile | Volatility::Unknown) && self.functions.may_be_user_code(f)
+            })
+    }
 }
 
 impl FunctionCatalog for Catalog {
@@ -99,6 +188,8 @@ impl FunctionCatalog for Catalog {
 pub struct Functions {
     by_name: HashMap<String, Volatility>,
     by_qualified: HashMap<(String, String), Volatility>,
+    /// Names defined outside pg_catalog.
+    outside_catalog: HashSet<String>,
 }
 
 fn rank(v: Volatility) -> u8 {
@@ -112,6 +203,9 @@ fn rank(v: Volatility) -> u8 {
 
 impl Functions {
     fn add(&mut self, schema: String, name: String, v: Volatility) {
+        if schema != "pg_catalog" {
+            self.outside_catalog.insert(name.clone());
+        }
         let worse = |old: &mut Volatility| {
             if rank(v) > rank(*old) {
                 *old = v
@@ -119,6 +213,16 @@ impl Functions {
         };
         worse(self.by_name.entry(name.clone()).or_insert(v));
         worse(self.by_qualified.entry((schema, name)).or_insert(v));
+    }
+}
+
+impl Functions {
+    /// Whether a call may reach a function defined outside pg_catalog (or one unknown).
+    fn may_be_user_code(&self, f: &sql::Function) -> bool {
+        match &f.schema {
+            Some(s) => s != "pg_catalog",
+            None => self.outside_catalog.contains(&f.name) || !self.by_name.contains_key(&f.name),
+        }
     }
 }
 
@@ -135,6 +239,13 @@ impl FunctionCatalog for Functions {
 #[derive(Default)]
 pub struct Catalogs {
     by_target: Mutex<HashMap<String, (Instant, Arc<Catalog>)>>,
+    /// Bumped at every invalidation: a load that straddles one may have read the schema
+    /// from before the change, so it is not cached.
+    generation: AtomicU64,
+    /// Sessions that let a possible schema change through whose transaction has not ended
+    /// yet. While any has, no catalog vouches for a unique key (it may be in the middle of
+    /// being dropped).
+    changing: AtomicUsize,
 }
 
 impl Catalogs {
@@ -143,13 +254,36 @@ impl Catalogs {
         map.get(target).filter(|(at, _)| at.elapsed() < REFRESH).map(|(_, f)| f.clone())
     }
 
+    /// The current catalog, if it can be trusted to say which writes touch at most one row:
+    /// loaded since the last schema change the gateway saw end, with none under way.
+    pub fn settled(&self, target: &str) -> Option<Arc<Catalog>> {
+        if self.changing.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        self.get(target)
+    }
+
     /// The next session on this target reloads the catalog (after DDL changed it).
     pub fn invalidate(&self, target: &str) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.by_target.lock().remove(target);
+    }
+
+    /// A session let through a statement that may change the schema.
+    pub fn change_began(&self) {
+        self.changing.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// That session's transaction ended (or the session did): what it changed is committed
+    /// or gone, and the next load sees it.
+    pub fn change_ended(&self, target: &str) {
+        self.invalidate(target);
+        self.changing.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Loads the catalog over a just-opened upstream session (before the agent uses it).
     pub async fn load(&self, target: &str, frames: &mut Frames<BoxIo>) -> Result<Arc<Catalog>, Error> {
+        let generation = self.generation.load(Ordering::SeqCst);
         let mut cat = Catalog::default();
         query(target, frames, FUNCTIONS, |c| {
             let vol = match c[2] {
@@ -188,12 +322,36 @@ impl Catalogs {
             }
         })
         .await?;
+        query(target, frames, UNIQUE_KEYS, |c| {
+            let (Some(oid), Some(n)) = (number::<u32>(c[0]), number::<usize>(c[1])) else { return };
+            let key: Option<Vec<i16>> = text(c[2]).split(' ').take(n).map(|a| a.parse().ok()).collect();
+            if let (Some(rel), Some(key)) = (rels.by_oid.get_mut(&oid), key) {
+                if key.len() == n && n > 0 {
+                    rel.unique_keys.push(key);
+                }
+            }
+        })
+        .await?;
+        let mut custom_equality = false;
+        query(target, frames, CUSTOM_EQUALITY, |c| {
+            let operand = |oid: &[u8], kind: &[u8]| {
+                number::<u32>(oid).is_none_or(|o| KEY_TYPES.contains(&o) || o == UNKNOWN) || kind == b"p" || kind == b"d"
+            };
+            custom_equality |= operand(c[0], c[2]) || operand(c[1], c[3]);
+        })
+        .await?;
+        cat.custom_equality = custom_equality;
+        let rels = &mut cat.relations;
         for (oid, rel) in &mut rels.by_oid {
             rel.columns.sort_unstable();
             rels.by_name.entry(rel.name.clone()).or_default().push(*oid);
         }
         let cat = Arc::new(cat);
-        self.by_target.lock().insert(target.to_string(), (Instant::now(), cat.clone()));
+        let mut map = self.by_target.lock();
+        // Checked under the lock `invalidate` also takes, so a change cannot slip between.
+        if self.generation.load(Ordering::SeqCst) == generation {
+            map.insert(target.to_string(), (Instant::now(), cat.clone()));
+        }
         Ok(cat)
     }
 }
@@ -267,6 +425,90 @@ mod tests {
         assert_eq!(f.volatility(&call(Some("pg_catalog"), "now")), Volatility::Stable);
         assert_eq!(f.volatility(&call(None, "lower")), Volatility::Immutable);
         assert_eq!(f.volatility(&call(None, "nope")), Volatility::Unknown);
+    }
+
+    fn keyed_catalog() -> Catalog {
+        let mut cat = Catalog::default();
+        let col = |attnum, name: &str, type_oid| Column { attnum, name: name.into(), type_oid, typmod: -1 };
+        let mut add = |oid, schema: &str, name: &str, columns, unique_keys| {
+            let rel = Relation { schema: schema.into(), name: name.into(), columns, unique_keys, ..Relation::default() };
+            cat.relations.by_oid.insert(oid, rel);
+            cat.relations.by_name.entry(name.into()).or_default().push(oid);
+        };
+        // accounts: key (id bigint); pairs: key (a int, b text); floats: key on a float8.
+        add(1, "public", "accounts", vec![col(1, "id", 20), col(2, "balance", 23)], vec![vec![1]]);
+        add(2, "public", "pairs", vec![col(1, "a", 23), col(2, "b", 25)], vec![vec![1, 2]]);
+        add(3, "public", "floats", vec![col(1, "x", 701)], vec![vec![1]]);
+        // Same name in two schemas, one without a key: an unqualified name may mean either.
+        add(4, "public", "twin", vec![col(1, "id", 23)], vec![vec![1]]);
+        add(5, "other", "twin", vec![col(1, "id", 23)], vec![]);
+        cat
+    }
+
+    fn pin(schema: Option<&str>, table: &str, columns: &[(&str, Option<u32>)]) -> sql::Pinned {
+        sql::Pinned {
+            table: sql::Relation { schema: schema.map(Into::into), name: table.into() },
+            columns: columns.iter().map(|(c, p)| ((*c).to_owned(), *p)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_write_is_single_row_only_when_a_whole_unique_key_is_pinned() {
+        let cat = keyed_catalog();
+        assert!(cat.at_most_one_row(&pin(None, "accounts", &[("id", None)]), &[]));
+        assert!(cat.at_most_one_row(&pin(Some("public"), "accounts", &[("balance", None), ("id", Some(1))]), &[]));
+        assert!(!cat.at_most_one_row(&pin(None, "accounts", &[("balance", None)]), &[]));
+        assert!(!cat.at_most_one_row(&pin(Some("other"), "accounts", &[("id", None)]), &[]));
+        assert!(!cat.at_most_one_row(&pin(None, "missing", &[("id", None)]), &[]));
+        // Part of a composite key is not enough.
+        assert!(!cat.at_most_one_row(&pin(None, "pairs", &[("a", None)]), &[]));
+        assert!(cat.at_most_one_row(&pin(None, "pairs", &[("a", Some(1)), ("b", Some(2))]), &[]));
+        // Float equality is left to the guard.
+        assert!(!cat.at_most_one_row(&pin(None, "floats", &[("x", None)]), &[]));
+        assert!(!cat.at_most_one_row(&pin(None, "twin", &[("id", None)]), &[]));
+        assert!(cat.at_most_one_row(&pin(Some("public"), "twin", &[("id", None)]), &[]));
+    }
+
+    #[test]
+    fn declared_parameter_types_must_compare_exactly_with_the_key() {
+        let cat = keyed_catalog();
+        let id = pin(None, "accounts", &[("id", Some(1))]);
+        for (declared, fits) in [(0, true), (705, true), (20, true), (23, true), (21, true), (1700, false), (701, false), (25, false)] {
+            assert_eq!(cat.at_most_one_row(&id, &[declared]), fits, "bigint key, parameter type {declared}");
+        }
+        // Only the parameter's own type counts.
+        assert!(cat.at_most_one_row(&pin(None, "accounts", &[("id", Some(2))]), &[701, 20]));
+        let pair = pin(None, "pairs", &[("a", Some(1)), ("b", Some(2))]);
+        assert!(cat.at_most_one_row(&pair, &[23, 1043]));
+        assert!(!cat.at_most_one_row(&pair, &[23, 1042]));
+        assert!(param_fits(1700, 23) && !param_fits(23, 1700));
+    }
+
+    #[test]
+    fn a_custom_equality_operator_disables_key_bounds() {
+        let mut cat = keyed_catalog();
+        cat.custom_equality = true;
+        assert!(!cat.at_most_one_row(&pin(None, "accounts", &[("id", None)]), &[]));
+    }
+
+    #[test]
+    fn schema_changes_seen_and_unseen() {
+        let mut cat = Catalog::default();
+        cat.functions.add("pg_catalog".into(), "random".into(), Volatility::Volatile);
+        cat.functions.add("pg_catalog".into(), "lower".into(), Volatility::Immutable);
+        cat.functions.add("app".into(), "tidy".into(), Volatility::Volatile);
+        cat.functions.add("app".into(), "label".into(), Volatility::Stable);
+        let analyzer = sql::Analyzer::default();
+        let changes = |q: &str| analyzer.analyze(q).unwrap().statements.iter().any(|s| cat.may_change_schema(s));
+        for q in ["DROP INDEX i", "ALTER TABLE t DROP CONSTRAINT k", "CREATE TEMP TABLE t (a int)", "DO $$ BEGIN END $$",
+            "CALL p()", "SELECT tidy()", "SELECT app.label(1), unknown_fn()", "UPDATE pg_index SET indisunique = false",
+            "UPDATE pg_catalog.pg_class SET relhasrules = false WHERE oid = 1"]
+        {
+            assert!(changes(q), "{q}");
+        }
+        for q in ["SELECT random(), lower('A'), label(1)", "UPDATE t SET a = 1 WHERE id = 2", "SELECT pg_catalog.random()"] {
+            assert!(!changes(q), "{q}");
+        }
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub auth_failures: AtomicU64,
     /// Result values masked.
     pub masked_values: AtomicU64,
+    /// Row-limited writes that ran unguarded because they pin a unique key.
+    pub writes_bounded_by_key: AtomicU64,
     /// Time from forwarding a message to the target's ReadyForQuery.
     pub latency: Histogram,
     statements: Mutex<BTreeMap<(String, String), Arc<AtomicU64>>>,
@@ -96,6 +98,13 @@ impl Metrics {
         gauge(&mut out, "drawbridge_sessions_total", "Agent sessions opened.", "counter", self.sessions_total.load(Ordering::Relaxed) as i64);
         gauge(&mut out, "drawbridge_auth_failures_total", "Failed agent authentications.", "counter", self.auth_failures.load(Ordering::Relaxed) as i64);
         gauge(&mut out, "drawbridge_masked_values_total", "Result values masked.", "counter", self.masked_values.load(Ordering::Relaxed) as i64);
+        gauge(
+            &mut out,
+            "drawbridge_writes_bounded_by_key_total",
+            "Row-limited writes run without the row-limit guard because their WHERE pins a unique key.",
+            "counter",
+            self.writes_bounded_by_key.load(Ordering::Relaxed) as i64,
+        );
         self.latency.render(
             "drawbridge_statement_duration_seconds",
             "Time from forwarding a message to the target's answer.",

@@ -27,7 +27,7 @@ use policy::{Decision, Effect};
 use sql::{Analysis, Operation, Statement};
 use wire::{backend, frontend, Builder};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Catalogs};
 use crate::conn::{BoxIo, Frames};
 use crate::masking::{ResultMask, SessionMasks};
 use crate::server::{DecisionKey, DecisionKeyRef, Shared};
@@ -57,6 +57,26 @@ struct Flags {
     bytes_to_client: AtomicU64,
     /// The agent has said goodbye (Terminate or end of stream): the target closing is expected.
     client_done: AtomicBool,
+    /// This session let through a statement that may change the schema: the number of the
+    /// ReadyForQuery that answers it (0: none pending). The first idle ReadyForQuery from
+    /// there on ends the change.
+    schema_change_at: AtomicU64,
+}
+
+/// However a session ends, a schema change it had under way is over (committed or rolled
+/// back with its connection).
+struct Settle<'a> {
+    flags: &'a Flags,
+    catalogs: &'a Catalogs,
+    target: &'a str,
+}
+
+impl Drop for Settle<'_> {
+    fn drop(&mut self) {
+        if self.flags.schema_change_at.swap(0, Ordering::SeqCst) != 0 {
+            self.catalogs.change_ended(self.target);
+        }
+    }
 }
 
 /// Client encodings in which a byte that looks like a quote or backslash may be part of a
@@ -75,10 +95,18 @@ pub struct Judged {
     counters: Vec<Arc<AtomicU64>>,
     /// Each statement's facts as JSON, made once for the audit log (empty without one).
     facts: Vec<audit::Json>,
+    /// Running it may change the schema (see `Catalog::may_change_schema`).
+    schema_change: bool,
 }
 
 impl Judged {
-    fn new(shared: &Shared, analysis: Arc<Analysis>, decisions: Vec<Decision>, verdict: Verdict) -> Arc<Judged> {
+    fn new(
+        shared: &Shared,
+        analysis: Arc<Analysis>,
+        decisions: Vec<Decision>,
+        verdict: Verdict,
+        schema_change: bool,
+    ) -> Arc<Judged> {
         let mut counters: Vec<_> = decisions
             .iter()
             .map(|d| shared.metrics.statement_counter(d.effect.name(), d.rules.first().map_or("", |r| r.as_str())))
@@ -96,7 +124,7 @@ impl Judged {
                 .collect(),
             None => Vec::new(),
         };
-        Arc::new(Judged { analysis, decisions, verdict, counters, facts })
+        Arc::new(Judged { analysis, decisions, verdict, counters, facts, schema_change })
     }
 
     fn count(&self) {
@@ -270,7 +298,8 @@ enum Prepared {
     /// With the audit number of the Parse that judged it, and — for a statement that needs
     /// approval — its text and (for a portal) the Bind's parameters, since approval is asked
     /// for each execution with the values it will run with.
-    Allowed { judged: Arc<Judged>, id: u64, approval: Option<Arc<Approvable>> },
+    /// `param_types`: the types Parse declared, when any is not left to the server.
+    Allowed { judged: Arc<Judged>, id: u64, approval: Option<Arc<Approvable>>, param_types: Option<Arc<[u32]>> },
     Refused(Arc<Vec<u8>>),
 }
 
@@ -310,7 +339,9 @@ pub async fn run(
         strings_standard: AtomicBool::new(true),
         bytes_to_client: AtomicU64::new(0),
         client_done: AtomicBool::new(false),
+        schema_change_at: AtomicU64::new(0),
     };
+    let _settle = Settle { flags: &flags, catalogs: &shared.catalogs, target: &target };
     let (client_r, client_w) = tokio::io::split(client.io);
     let (server_r, server_w) = tokio::io::split(server.io);
     let mailbox = Mailbox::default();
@@ -471,14 +502,16 @@ impl Inbound<'_> {
             frontend::QUERY => self.query(frame, frontend::query(body)?).await?,
             frontend::PARSE => {
                 let p = frontend::parse(body)?;
-                self.parse(frame, p.name, p.query).await?;
+                let param_types = p.param_types().any(|t| t != 0).then(|| p.param_types().collect());
+                self.parse(frame, p.name, p.query, param_types).await?;
             }
             frontend::BIND => {
                 let b = frontend::bind(body)?;
                 let judged = match self.statements.get(b.statement) {
-                    Some(Prepared::Allowed { judged, id, approval }) => Prepared::Allowed {
+                    Some(Prepared::Allowed { judged, id, approval, param_types }) => Prepared::Allowed {
                         judged: judged.clone(),
                         id: *id,
+                        param_types: param_types.clone(),
                         approval: approval.as_ref().map(|a| {
                             let params = body.get(b.portal.len() + b.statement.len() + 2..).map(<[u8]>::to_vec);
                             Arc::new(Approvable { text: a.text.clone(), params })
@@ -545,6 +578,9 @@ impl Inbound<'_> {
             self.refuse_query(r);
             return Ok(());
         }
+        if !matches!(judged.verdict, Verdict::Refuse(_)) {
+            self.before_schema_change(&judged);
+        }
         match &judged.verdict {
             Verdict::Refuse(r) => {
                 self.stats.refused += 1;
@@ -565,7 +601,7 @@ impl Inbound<'_> {
                 self.send(Expect::Sync(now));
                 self.forward_query(frame, &judged, &ids);
             }
-            v if v.limited() => self.guarded_query(frame, &judged, &ids).await?,
+            v if v.limited() && !self.single_rows(&judged, &[]) => self.guarded_query(frame, &judged, &ids).await?,
             Verdict::Run { .. } => {
                 let now = Instant::now();
                 for id in &ids {
@@ -575,7 +611,6 @@ impl Inbound<'_> {
                 self.forward_query(frame, &judged, &ids);
             }
         }
-        self.after_ddl(&judged.analysis);
         self.remember_sql_prepares(&judged.analysis);
         if changes_session_settings(&judged.analysis) {
             // A setting that changes how SQL is read (client_encoding,
@@ -671,12 +706,37 @@ impl Inbound<'_> {
         self.out.extend_from_slice(frame);
     }
 
-    /// DDL may have changed the columns masking resolves against: the next session
-    /// reloads the catalog.
-    fn after_ddl(&self, analysis: &Analysis) {
-        if analysis.statements.iter().any(|s| s.operations.iter().any(|o| o.is_ddl())) {
-            self.shared.catalogs.invalidate(&self.target);
+    /// Called before forwarding a statement that will run. One that may change the schema
+    /// (the columns masking resolves against, the unique keys that bound a write) makes the
+    /// next session reload the catalog, and no session trusts a catalog to bound a write
+    /// until this session's transaction has ended.
+    fn before_schema_change(&self, judged: &Judged) {
+        if !judged.schema_change {
+            return;
         }
+        // Answered by the next Query or Sync written after what is queued now.
+        let answer = self.ready_sent + ready_answers(&self.out) + 1;
+        if self.flags.schema_change_at.swap(answer, Ordering::SeqCst) == 0 {
+            self.shared.catalogs.change_began();
+        }
+        self.shared.catalogs.invalidate(&self.target);
+    }
+
+    /// Whether every row-limited statement of the message changes at most one row, so no
+    /// guard is needed: its WHERE pins a unique key (see `Catalog::at_most_one_row`),
+    /// judged against a catalog no schema change has overtaken.
+    fn single_rows(&self, judged: &Judged, param_types: &[u32]) -> bool {
+        let Verdict::Run { limits } = &judged.verdict else { return false };
+        let Some(catalog) = self.shared.catalogs.settled(&self.target) else { return false };
+        let bounded = limits.iter().zip(&judged.analysis.statements).all(|(limit, s)| match limit {
+            None => true,
+            Some(0) => false,
+            Some(_) => s.pinned.as_ref().is_some_and(|p| catalog.at_most_one_row(p, param_types)),
+        });
+        if bounded {
+            self.shared.metrics.writes_bounded_by_key.fetch_add(1, Ordering::Relaxed);
+        }
+        bounded
     }
 
     /// Records each statement and its decision before anything is forwarded; returns their
@@ -764,7 +824,13 @@ impl Inbound<'_> {
         self.out.extend_from_slice(&Builder::parse(b"", POISON, &[]));
     }
 
-    async fn parse(&mut self, frame: &[u8], name: &[u8], text: &[u8]) -> Result<(), Error> {
+    async fn parse(
+        &mut self,
+        frame: &[u8],
+        name: &[u8],
+        text: &[u8],
+        param_types: Option<Arc<[u32]>>,
+    ) -> Result<(), Error> {
         let judged = self.judge(text);
         self.stats.statements += judged.analysis.statements.len() as u64;
         // A statement that needs approval is parsed as usual; approval is asked at each
@@ -790,8 +856,7 @@ impl Inbound<'_> {
                 _ => {
                     self.out.extend_from_slice(frame);
                     self.remember_sql_prepares(&judged.analysis);
-                    self.after_ddl(&judged.analysis);
-                    Prepared::Allowed { judged, id: ids.first().copied().unwrap_or(u64::MAX), approval }
+                    Prepared::Allowed { judged, id: ids.first().copied().unwrap_or(u64::MAX), approval, param_types }
                 }
             },
         };
@@ -902,11 +967,12 @@ impl Inbound<'_> {
     }
 
     async fn execute(&mut self, frame: &[u8], e: frontend::Execute<'_>) -> Result<(), Error> {
-        let (judged, id) = match self.portals.get(e.portal) {
-            Some(Prepared::Allowed { judged, id, approval }) => {
+        let (judged, id, param_types) = match self.portals.get(e.portal) {
+            Some(Prepared::Allowed { judged, id, approval, param_types }) => {
                 if let (Some(a), Verdict::Approve { rule, reason, approval: spec }) = (approval.clone(), judged.verdict.clone()) {
                     let judged = judged.clone();
                     let audit = self.shared.audit.as_ref().map(|_| *id);
+                    self.before_schema_change(&judged);
                     self.flush().await?;
                     match self.seek_approval(&judged, &a.describe(), &rule, &reason, &spec).await? {
                         Some(r) => self.refuse_in_batch(r),
@@ -917,7 +983,7 @@ impl Inbound<'_> {
                     }
                     return Ok(());
                 }
-                (judged.clone(), *id)
+                (judged.clone(), *id, param_types.clone())
             }
             Some(Prepared::Refused(r)) => {
                 let r = r.clone();
@@ -930,10 +996,14 @@ impl Inbound<'_> {
             }
         };
         let limit = match &judged.verdict {
-            Verdict::Run { limits } => limits.iter().flatten().min().copied(),
+            Verdict::Run { limits } => match limits.iter().flatten().min() {
+                Some(_) if self.single_rows(&judged, param_types.as_deref().unwrap_or_default()) => None,
+                limit => limit.copied(),
+            },
             // An approved statement runs as approved; a refused one never got a portal.
             Verdict::Refuse(_) | Verdict::Approve { .. } => None,
         };
+        self.before_schema_change(&judged);
         let index = self.batch_executes;
         self.batch_executes += 1;
         let audit = (self.shared.audit.is_some() && id != u64::MAX).then_some(id);
@@ -1110,7 +1180,7 @@ impl Inbound<'_> {
                 shape_ok = false;
                 a
             }
-            Err(e) => return Judged::new(self.shared, Arc::default(), vec![], analysis_refusal(&e)),
+            Err(e) => return Judged::new(self.shared, Arc::default(), vec![], analysis_refusal(&e), false),
         };
         let ctx = policy::Context {
             principal: self.principal,
@@ -1161,7 +1231,8 @@ impl Inbound<'_> {
             countable.push(counts);
         }
         let verdict = verdict_of(&decisions, &countable);
-        let judged = Judged::new(self.shared, analysis, decisions, verdict);
+        let schema_change = analysis.statements.iter().any(|s| self.catalog.may_change_schema(s));
+        let judged = Judged::new(self.shared, analysis, decisions, verdict, schema_change);
         if cacheable {
             // A shared shape serves single statements only: a multi-statement message's audit
             // record slices its text by statement ranges, which differ between literal values.
@@ -1280,7 +1351,7 @@ fn refusal_message(frame: &[u8]) -> String {
 }
 
 fn unjudgeable(shared: &Shared, message: &str) -> Arc<Judged> {
-    Judged::new(shared, Arc::default(), vec![], refusal("42501", message.into(), None))
+    Judged::new(shared, Arc::default(), vec![], refusal("42501", message.into(), None), false)
 }
 
 fn analysis_refusal(e: &sql::Error) -> Verdict {
@@ -1549,6 +1620,14 @@ impl Outbound<'_> {
         if tag == backend::READY_FOR_QUERY {
             let status = backend::ready_for_query(self.body(pos, total))?;
             self.flags.status.store(status, Ordering::Relaxed);
+            let at = self.flags.schema_change_at.load(Ordering::SeqCst);
+            if at != 0 && self.ready_seen >= at && status == b'I' {
+                // Inbound may have let another change through meanwhile; then that one's
+                // answer ends it instead.
+                if self.flags.schema_change_at.compare_exchange(at, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                    self.shared.catalogs.change_ended(self.target);
+                }
+            }
         }
 
         let action = match self.queue.front_mut() {

@@ -18,6 +18,7 @@ pub(crate) fn stmt(command: &str, ops: &[Operation]) -> Statement {
         deallocates: None,
         rows_countable: true,
         result: None,
+        pinned: None,
         copy: None,
     }
 }

@@ -5,7 +5,7 @@
 //! statement hidden inside an unfamiliar node is still found.
 
 use crate::facts::{Analysis, CopyOptions, Function, Operation, Statement, Table, Transaction};
-use crate::{lineage, walk};
+use crate::{key, lineage, walk};
 use pg_query::protobuf::{
     self, a_const, DiscardMode, ObjectType, RoleStmtType, SetOperation, TransactionStmtKind,
     VariableSetKind,
@@ -77,6 +77,7 @@ pub(crate) fn analyze(text: &str, tree: &protobuf::ParseResult) -> Outcome {
         read_constants |= w.read_constants;
         let mut st = w.finish(top.to_ref());
         st.result = lineage::of_statement(top.to_ref());
+        st.pinned = key::of_statement(top);
         if let NodeEnum::CopyStmt(c) = top {
             if !c.is_from {
                 // Option values are literals: facts that depend on them hold for this text only.
@@ -114,6 +115,7 @@ impl<'a> Walker<'a> {
                 deallocates: None,
                 rows_countable: false,
                 result: None,
+                pinned: None,
                 copy: None,
             },
             tables: Vec::new(),

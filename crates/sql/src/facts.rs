@@ -250,9 +250,25 @@ pub struct Statement {
     /// gateway's working data, not evidence.
     #[serde(skip)]
     pub result: Option<Arc<Lineage>>,
+    /// Columns the statement's WHERE clause pins to single values (UPDATE and DELETE only).
+    /// Not serialised, like `result`: working data for the row-limit guard.
+    #[serde(skip)]
+    pub pinned: Option<Arc<Pinned>>,
     /// `COPY … TO`: the options that shape its data lines.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub copy: Option<CopyOptions>,
+}
+
+/// A top-level UPDATE or DELETE of one relation (no WITH, FROM or USING) whose WHERE clause
+/// is a conjunction including `column = value` for each of `columns`. If those columns hold
+/// a unique key of the relation, the statement changes at most one row.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Pinned {
+    /// As written: the schema only when qualified.
+    pub table: Relation,
+    /// Sorted column names, each with the parameter number when its value is `$n` rather
+    /// than a literal.
+    pub columns: Vec<(String, Option<u32>)>,
 }
 
 /// Options of `COPY … TO`, as written (defaults are the reader's business).

@@ -8,6 +8,7 @@
 mod analyze;
 mod depth;
 pub mod facts;
+mod key;
 mod lineage;
 mod redact;
 mod normalize;
@@ -16,7 +17,7 @@ mod walk;
 
 pub use redact::redact_secrets;
 pub use facts::{
-    Analysis, ColumnSource, CopyOptions, Function, Lineage, Operation, Output, Relation, Sources, Statement, Table,
+    Analysis, ColumnSource, CopyOptions, Function, Lineage, Operation, Output, Pinned, Relation, Sources, Statement, Table,
     Transaction,
 };
 

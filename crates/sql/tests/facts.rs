@@ -138,3 +138,48 @@ fn errors() {
     assert_eq!(small.analyze("SELECT 12345678"), Err(drawbridge_sql::Error::TooLarge { len: 15, max: 10 }));
     assert_eq!(a.analyze("").unwrap().statements.len(), 0);
 }
+
+fn pins(sql: &str) -> Option<(Option<String>, String, Vec<(String, Option<u32>)>)> {
+    one(sql).pinned.map(|p| (p.table.schema.clone(), p.table.name.clone(), p.columns.clone()))
+}
+
+#[test]
+fn pinned_columns_of_single_row_writes() {
+    let lit = |c: &str| (c.to_owned(), None);
+    let par = |c: &str, n: u32| (c.to_owned(), Some(n));
+    assert_eq!(pins("UPDATE t SET a = a + 1 WHERE id = 5"), Some((None, "t".into(), vec![lit("id")])));
+    assert_eq!(pins("delete from S.T where $1 = \"Id\""), Some((Some("s".into()), "t".into(), vec![par("Id", 1)])));
+    assert_eq!(
+        pins("UPDATE t AS x SET a = 1 WHERE x.k1 = 'a' AND (k2 = $2 AND a > 3) AND k3 = -7 RETURNING *"),
+        Some((None, "t".into(), vec![lit("k1"), par("k2", 2), lit("k3")]))
+    );
+    assert_eq!(pins("UPDATE t SET a = 1 WHERE t.id = 1.5 AND id = NULL"), Some((None, "t".into(), vec![lit("id")])));
+    // Each of these may change more than one row whatever the keys, or pins nothing.
+    for sql in [
+        "UPDATE t SET a = 1",
+        "UPDATE t SET a = 1 WHERE id = 1 OR a > 0",
+        "UPDATE t SET a = 1 WHERE NOT id <> 1",
+        "UPDATE t SET a = 1 WHERE id = 1::float8",
+        "UPDATE t SET a = 1 WHERE id = other",
+        "UPDATE t SET a = 1 WHERE id OPERATOR(public.=) 1",
+        "UPDATE t SET a = 1 WHERE id IN (1)",
+        "UPDATE t SET a = 1 WHERE id = ANY('{1,2}')",
+        "UPDATE t SET a = 1 WHERE u.id = 1",
+        "UPDATE t AS x SET a = 1 WHERE t.id = 1",
+        "UPDATE t SET a = 1 FROM u WHERE t.id = 1",
+        "DELETE FROM t USING u WHERE t.id = 1",
+        "WITH d AS (DELETE FROM u RETURNING 1) UPDATE t SET a = 1 WHERE id = 1",
+        "WITH c AS (SELECT 1) DELETE FROM t WHERE id = 1",
+        "UPDATE db.s.t SET a = 1 WHERE id = 1",
+        "UPDATE t SET a = 1 WHERE id = (SELECT 1)",
+        "UPDATE t SET a = 1 WHERE id = true",
+        "UPDATE t SET a = 1 WHERE CURRENT OF c",
+        "MERGE INTO t USING s ON t.id = 1 WHEN MATCHED THEN DELETE",
+        "INSERT INTO t VALUES (1)",
+        "SELECT * FROM t WHERE id = 1",
+        "EXPLAIN ANALYZE DELETE FROM t WHERE id = 1",
+        "PREPARE p AS DELETE FROM t WHERE id = $1",
+    ] {
+        assert_eq!(pins(sql), None, "{sql}");
+    }
+}

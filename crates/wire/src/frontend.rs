@@ -74,6 +74,14 @@ pub fn query(body: &[u8]) -> Result<&[u8]> {
 pub struct Parse<'a> {
     pub name: &'a [u8],
     pub query: &'a [u8],
+    /// Declared parameter type OIDs, four bytes each (0: let the server infer it).
+    param_types: &'a [u8],
+}
+
+impl Parse<'_> {
+    pub fn param_types(&self) -> impl Iterator<Item = u32> + '_ {
+        self.param_types.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+    }
 }
 
 pub fn parse(body: &[u8]) -> Result<Parse<'_>> {
@@ -84,8 +92,8 @@ pub fn parse(body: &[u8]) -> Result<Parse<'_>> {
     if n < 0 {
         return Err(Error::Malformed("Parse"));
     }
-    r.bytes(n as usize * 4)?;
-    Ok(Parse { name, query })
+    let param_types = r.bytes(n as usize * 4)?;
+    Ok(Parse { name, query, param_types })
 }
 
 pub struct Bind<'a> {
@@ -158,6 +166,7 @@ mod tests {
         let h = crate::peek(&p, 1000).unwrap().unwrap();
         let v = parse(h.body(&p)).unwrap();
         assert_eq!((v.name, v.query), (&b"s1"[..], &b"SELECT $1"[..]));
+        assert_eq!(v.param_types().collect::<Vec<_>>(), [23]);
         assert!(parse(b"s1\0SELECT").is_err());
         assert!(bind(b"portal\0").is_err());
         assert_eq!(bind(b"p\0s\0\0\0").unwrap().statement, b"s");

@@ -174,6 +174,9 @@ DESTRUCTIVE = [
                "MERGE INTO orders o USING users u ON o.user_id = u.id WHEN MATCHED THEN UPDATE SET status = 'void'"),
     over_limit("merge-delete-all", "MERGE INTO orders o USING users u ON o.user_id = u.id WHEN MATCHED THEN DELETE"),
     over_limit("merge-lower", "merge into corpus_actions a using (select 1) s on true when matched then delete"),
+    # A pinned key does not bound a write when another branch of an OR does not pin it.
+    over_limit("update-key-or-more", "UPDATE orders SET status = 'void' WHERE id = 1 OR amount > 0"),
+    over_limit("delete-key-or-more", "DELETE FROM orders WHERE (id = 1 OR true) AND amount > 0"),
     over_limit("update-over-limit-in-tx", "UPDATE orders SET status = 'void' WHERE amount > 0", in_tx=True),
     over_limit("select-then-update-over-limit", "SELECT 1; UPDATE orders SET status = 'void' WHERE amount > 0",
                parts=["SELECT 1", "UPDATE orders SET status = 'void' WHERE amount > 0"]),
@@ -377,6 +380,8 @@ BENIGN = [
     allow("update-one-autocommit", "UPDATE \"delete\" SET note = 'changed' WHERE id = 1", rowcount=1,
           restore="UPDATE \"delete\" SET note = 'a' WHERE id = 1"),
     allow("update-bounded-returning", "UPDATE orders SET status = status WHERE id = 9 RETURNING id", rows=[(9,)]),
+    allow("update-key-and-more", "UPDATE orders SET status = 'x' WHERE amount > 0 AND id = 8 AND status = status",
+          rowcount=1, wrap=True),
     allow("update-no-rows", "UPDATE orders SET status = 'void' WHERE id < 0", rowcount=0),
     allow("update-in-tx", "UPDATE orders SET status = 'void' WHERE user_id = 3", rowcount=10, wrap=True),
     allow("delete-one", "DELETE FROM orders WHERE id = 11", rowcount=1, wrap=True),
@@ -416,9 +421,12 @@ BENIGN = [
           restore="DELETE FROM \"delete\" WHERE id >= 200"),
     # --- transactions and session settings ------------------------------------------------------
     allow("begin-commit", "BEGIN; SELECT 1; COMMIT", parts=["BEGIN", "SELECT 1", "COMMIT"]),
+    # A write pinned to a key needs no guard, so it may share a Query with BEGIN/ROLLBACK.
     allow("begin-rollback", "BEGIN; UPDATE orders SET status = 'void' WHERE id = 14; ROLLBACK",
-          parts=["BEGIN", "UPDATE orders SET status = 'void' WHERE id = 14", "ROLLBACK"],
-          xfail={"simple": "gateway limitation: a row-limited write sharing one simple Query with "
+          parts=["BEGIN", "UPDATE orders SET status = 'void' WHERE id = 14", "ROLLBACK"]),
+    allow("begin-guarded-rollback", "BEGIN; UPDATE orders SET status = 'void' WHERE id <= 14; ROLLBACK",
+          parts=["BEGIN", "UPDATE orders SET status = 'void' WHERE id <= 14", "ROLLBACK"],
+          xfail={"simple": "gateway limitation: a guarded write sharing one simple Query with "
                            "BEGIN/ROLLBACK is refused (\"send them separately\")"}),
     allow("start-transaction-read-only", "START TRANSACTION READ ONLY; SELECT count(*) FROM users; COMMIT",
           parts=["START TRANSACTION READ ONLY", "SELECT count(*) FROM users", "COMMIT"]),
