@@ -755,6 +755,9 @@ def test_approved_statements_have_outcomes(gw):
         out = _audit(gw, "export", "--format", "jsonl")
         assert out.returncode == 0, out.stderr
         events = [json.loads(line)["event"] for line in out.stdout.splitlines()]
+        # A session records the outcomes of what it forwarded in batches.
+        events += [dict(o, kind="outcome", session=e["session"]) for e in events if e.get("kind") == "outcomes"
+                   for o in e["outcomes"]]
         ran = {(e["session"], e["statement"]): e["text"] for e in events
                if e.get("kind") == "statement" and e.get("text") in statements and e.get("effect") == "require_approval"}
         tags = {ran[(e["session"], e["statement"])]: e.get("tag") for e in events

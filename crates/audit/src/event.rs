@@ -59,6 +59,14 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rows_seen: Option<Vec<Vec<Option<String>>>>,
     },
+    /// Outcomes of several statements of one session, oldest first. A session gathers the
+    /// outcomes of what it forwarded for a moment (see the gateway) so that each does not
+    /// cost a chained record of its own; the statements themselves are recorded one by one,
+    /// before they run.
+    Outcomes {
+        session: String,
+        outcomes: Vec<StatementOutcome>,
+    },
     /// Values masked in a statement's result: which columns, by which rule, how many.
     /// Never the values themselves.
     Masked {
@@ -74,6 +82,20 @@ pub enum Event {
         session: Option<String>,
         approval: serde_json::Value,
     },
+}
+
+/// One statement's outcome in an [`Event::Outcomes`] record: the fields of
+/// [`Event::Outcome`] without the session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementOutcome {
+    pub statement: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    pub duration_us: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One result column in a [`Event::Masked`] record.
@@ -147,6 +169,7 @@ impl Event {
             Event::AuthFailed { .. } => "auth_failed",
             Event::Statement { .. } => "statement",
             Event::Outcome { .. } => "outcome",
+            Event::Outcomes { .. } => "outcomes",
             Event::Approval { .. } => "approval",
             Event::Masked { .. } => "masked",
         }
@@ -159,6 +182,7 @@ impl Event {
             | Event::SessionClosed { session, .. }
             | Event::Statement { session, .. }
             | Event::Outcome { session, .. }
+            | Event::Outcomes { session, .. }
             | Event::Masked { session, .. } => Some(session),
             Event::AuthFailed { .. } => None,
             Event::Approval { session, .. } => session.as_deref(),
@@ -183,6 +207,25 @@ mod tests {
         assert_eq!(serde_json::to_string(&back).unwrap(), json);
         assert_eq!(e.kind(), "auth_failed");
         assert_eq!(e.session(), None);
+    }
+
+    #[test]
+    fn outcomes_batch_round_trips() {
+        let e = Event::Outcomes {
+            session: "s".into(),
+            outcomes: vec![
+                StatementOutcome { statement: 1, tag: Some("SELECT 1".into()), rows: Some(1), duration_us: 9, error: None },
+                StatementOutcome { statement: 2, tag: None, rows: None, duration_us: 3, error: Some("boom".into()) },
+            ],
+        };
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"outcomes","session":"s","outcomes":[{"statement":1,"tag":"SELECT 1","rows":1,"duration_us":9},{"statement":2,"duration_us":3,"error":"boom"}]}"#
+        );
+        let back: Event = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+        assert_eq!((e.kind(), e.session()), ("outcomes", Some("s")));
     }
 
     #[test]

@@ -22,7 +22,7 @@ mod writer;
 
 pub use config::{Config, OnFailure, StoreKind};
 pub use error::{Error, Result};
-pub use event::{Event, Json, MaskedColumn};
+pub use event::{Event, Json, MaskedColumn, StatementOutcome};
 pub use log::{AuditLog, Stats};
 pub use record::{now_rfc3339, record_hash, Checkpoint, Hash, Record, GENESIS};
 pub use tools::{Filter, Reader};

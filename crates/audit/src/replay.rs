@@ -1,24 +1,35 @@
 //! A session as a readable timeline.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use crate::event::Event;
+use crate::event::{Event, StatementOutcome};
 use crate::record::Record;
 
 const INDENT: &str = "                              ";
 
 /// Renders a session's records (oldest first): connect, each statement with its decision,
-/// what came of it and the rows the agent saw, disconnect.
+/// what came of it and the rows the agent saw, disconnect. An outcome recorded later in a
+/// batch is shown under its statement.
 pub fn timeline(records: &[Record]) -> String {
-    let mut out = String::new();
-    for r in records {
-        let at = &r.at;
-        let event: Event = match serde_json::from_str(&r.event) {
-            Ok(e) => e,
-            Err(_) => {
-                let _ = writeln!(out, "{at}  [{} {}#{}] {}", r.kind, r.stream, r.seq, r.event);
-                continue;
+    let events: Vec<Option<Event>> = records.iter().map(|r| serde_json::from_str(&r.event).ok()).collect();
+    // Batched outcomes by statement number, rendered for showing under their statement; the
+    // batch's time is not the statement's, so they carry none.
+    let mut later: HashMap<u64, String> = HashMap::new();
+    for (r, e) in records.iter().zip(&events) {
+        if let Some(Event::Outcomes { outcomes, .. }) = e {
+            let untimed = " ".repeat(r.at.chars().count());
+            for o in outcomes {
+                later.insert(o.statement, outcome(&untimed, o, None));
             }
+        }
+    }
+    let mut out = String::new();
+    for (r, event) in records.iter().zip(events) {
+        let at = &r.at;
+        let Some(event) = event else {
+            let _ = writeln!(out, "{at}  [{} {}#{}] {}", r.kind, r.stream, r.seq, r.event);
+            continue;
         };
         let _ = match event {
             Event::SessionOpened {
@@ -78,31 +89,21 @@ pub fn timeline(records: &[Record]) -> String {
                 if let Some(n) = max_rows {
                     let _ = write!(out, " (at most {n} rows)");
                 }
-                writeln!(out)
+                let _ = writeln!(out);
+                match later.remove(&statement) {
+                    Some(lines) => out.write_str(&lines),
+                    None => Ok(()),
+                }
             }
-            Event::Outcome {
-                statement,
-                tag,
-                rows,
-                duration_us,
-                error,
-                rows_seen,
-                ..
-            } => {
-                let _ = write!(out, "{at}  #{statement:<10} result: {}", tag.as_deref().unwrap_or("-"));
-                if let Some(n) = rows {
-                    let _ = write!(out, ", {n} rows");
-                }
-                let _ = writeln!(out, " in {:.3} ms", duration_us as f64 / 1000.0);
-                if let Some(e) = error {
-                    let _ = writeln!(out, "{INDENT}error: {}", indent_rest(&e));
-                }
-                if let Some(rows) = rows_seen {
-                    let _ = writeln!(out, "{INDENT}rows seen by the agent:");
-                    for row in rows {
-                        let cells: Vec<&str> = row.iter().map(|c| c.as_deref().unwrap_or("NULL")).collect();
-                        let _ = writeln!(out, "{INDENT}  | {} |", cells.join(" | "));
-                    }
+            Event::Outcome { statement, tag, rows, duration_us, error, rows_seen, .. } => {
+                let o = StatementOutcome { statement, tag, rows, duration_us, error };
+                out.write_str(&outcome(at, &o, rows_seen.as_deref()))
+            }
+            Event::Outcomes { outcomes, .. } => {
+                // Those whose statement is not in this timeline (shown under it otherwise),
+                // at the time the batch was recorded.
+                for o in outcomes.iter().filter(|o| later.remove(&o.statement).is_some()) {
+                    let _ = out.write_str(&outcome(at, o, None));
                 }
                 Ok(())
             }
@@ -120,6 +121,25 @@ pub fn timeline(records: &[Record]) -> String {
                 writeln!(out, "{at}  approval    {what} {id}")
             }
         };
+    }
+    out
+}
+
+fn outcome(at: &str, o: &StatementOutcome, rows_seen: Option<&[Vec<Option<String>>]>) -> String {
+    let mut out = format!("{at}  #{:<10} result: {}", o.statement, o.tag.as_deref().unwrap_or("-"));
+    if let Some(n) = o.rows {
+        let _ = write!(out, ", {n} rows");
+    }
+    let _ = writeln!(out, " in {:.3} ms", o.duration_us as f64 / 1000.0);
+    if let Some(e) = &o.error {
+        let _ = writeln!(out, "{INDENT}error: {}", indent_rest(e));
+    }
+    if let Some(rows) = rows_seen {
+        let _ = writeln!(out, "{INDENT}rows seen by the agent:");
+        for row in rows {
+            let cells: Vec<&str> = row.iter().map(|c| c.as_deref().unwrap_or("NULL")).collect();
+            let _ = writeln!(out, "{INDENT}  | {} |", cells.join(" | "));
+        }
     }
     out
 }

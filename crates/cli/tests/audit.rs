@@ -581,18 +581,35 @@ async fn every_statement_that_runs_has_an_outcome() {
             .and_then(|r| r["event"]["statement"].as_u64())
             .unwrap_or_else(|| panic!("no statement record for {needle}: {records:#?}"))
     };
+    // The session records what came of its statements in batches, in order.
+    let batches: Vec<&Value> = records.iter().filter(|r| kind(r) == "outcomes").collect();
+    assert!(!batches.is_empty(), "{records:#?}");
+    let items: Vec<&Value> = batches.iter().flat_map(|b| b["event"]["outcomes"].as_array().expect("outcomes list")).collect();
     let outcome = |id: u64| {
-        records
+        items
             .iter()
-            .find(|r| kind(r) == "outcome" && r["event"]["statement"].as_u64() == Some(id))
+            .find(|o| o["statement"].as_u64() == Some(id))
             .unwrap_or_else(|| panic!("no outcome for statement {id}: {records:#?}"))
     };
+    let ids: Vec<u64> = items.iter().filter_map(|o| o["statement"].as_u64()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
     let simple = outcome(statement("simple-marker"));
-    assert_eq!(event_str(simple, "tag"), "SELECT 1", "{simple}");
-    assert_eq!(simple["event"]["rows"], 1, "{simple}");
-    assert!(simple["event"]["duration_us"].as_u64().is_some(), "{simple}");
+    assert_eq!(simple["tag"], "SELECT 1", "{simple}");
+    assert_eq!(simple["rows"], 1, "{simple}");
+    assert!(simple["duration_us"].as_u64().is_some(), "{simple}");
     let extended = outcome(statement("WHERE id <= $1"));
-    assert_eq!(event_str(extended, "tag"), "SELECT 2", "{extended}");
+    assert_eq!(extended["tag"], "SELECT 2", "{extended}");
     let failed = outcome(statement("1/0"));
-    assert!(event_str(failed, "error").contains("division by zero"), "{failed}");
+    assert!(failed["error"].as_str().unwrap_or_default().contains("division by zero"), "{failed}");
+
+    // Replay shows each outcome under its statement, not where the batch was recorded.
+    let session = batches[0]["event"]["session"].as_str().unwrap().to_owned();
+    let out = gw.cli(&["audit", "replay", &session]);
+    let replay = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = replay.lines().collect();
+    let after = |needle: &str| lines.iter().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle}:\n{replay}"));
+    assert!(after("simple-marker") < after("result: SELECT 1"), "{replay}");
+    assert!(after("result: SELECT 1") < after("WHERE id <= $1"), "{replay}");
+    assert!(after("WHERE id <= $1") < after("result: SELECT 2"), "{replay}");
+    assert!(after("result: SELECT 2") < after("1/0"), "{replay}");
 }

@@ -16,6 +16,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -384,6 +385,8 @@ pub async fn run(
         slots: VecDeque::new(),
         ready_seen: 0,
         strict_from: None,
+        outcomes: Vec::new(),
+        outcomes_due: Box::pin(tokio::time::sleep(Duration::ZERO)),
     };
 
     let result = {
@@ -400,6 +403,7 @@ pub async fn run(
             }
         }
     };
+    outbound.record_outcomes();
     *stats = std::mem::take(&mut inbound.stats);
     stats.bytes_to_client = flags.bytes_to_client.load(Ordering::Relaxed);
     result
@@ -1424,7 +1428,16 @@ struct Outbound<'a> {
     /// The ReadyForQuery count from which every result has a slot: masking was on when it
     /// was asked for (and stays on, see `Inbound::masking`), so a result without one is an error.
     strict_from: Option<u64>,
+    /// Outcomes of audited statements not yet recorded: written as one record when there are
+    /// `OUTCOMES_MAX`, when the oldest has waited `OUTCOMES_WAIT`, or when the session ends.
+    outcomes: Vec<audit::StatementOutcome>,
+    outcomes_due: Pin<Box<tokio::time::Sleep>>,
 }
+
+/// A chained record costs several times what one more outcome in it does, and a statement's
+/// outcome (unlike the statement) need not be durable before anything else happens.
+const OUTCOMES_MAX: usize = 32;
+const OUTCOMES_WAIT: Duration = Duration::from_millis(100);
 
 impl Outbound<'_> {
     async fn run(&mut self) -> Result<(), Error> {
@@ -1442,6 +1455,7 @@ impl Outbound<'_> {
             tokio::select! {
                 biased;
                 _ = self.expect.notify.notified() => {}
+                () = &mut self.outcomes_due, if !self.outcomes.is_empty() => self.record_outcomes(),
                 r = self.server.fill() => {
                     if !r? {
                         if self.flags.client_done.load(Ordering::Relaxed) {
@@ -1879,15 +1893,20 @@ impl Outbound<'_> {
             _ => (None, None),
         };
         let rows = command.as_deref().and_then(backend::tag_rows);
-        self.shared.record_later(audit::Event::Outcome {
-            session: self.session.as_ref().to_owned(),
-            statement: id,
-            tag: command,
-            rows,
-            duration_us: started.elapsed().as_micros() as u64,
-            error,
-            rows_seen: None,
-        });
+        let duration_us = started.elapsed().as_micros() as u64;
+        self.outcomes.push(audit::StatementOutcome { statement: id, tag: command, rows, duration_us, error });
+        if self.outcomes.len() == 1 {
+            self.outcomes_due.as_mut().reset(tokio::time::Instant::now() + OUTCOMES_WAIT);
+        } else if self.outcomes.len() >= OUTCOMES_MAX {
+            self.record_outcomes();
+        }
+    }
+
+    fn record_outcomes(&mut self) {
+        if !self.outcomes.is_empty() {
+            let outcomes = std::mem::take(&mut self.outcomes);
+            self.shared.record_later(audit::Event::Outcomes { session: self.session.as_ref().to_owned(), outcomes });
+        }
     }
 
     fn after_ready(&mut self) -> Result<Action, Error> {
