@@ -148,3 +148,61 @@ fn outcome(at: &str, o: &StatementOutcome, rows_seen: Option<&[Vec<Option<String
 fn indent_rest(text: &str) -> String {
     text.lines().collect::<Vec<_>>().join(&format!("\n{INDENT}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::StatementOutcome;
+    use crate::record::GENESIS;
+
+    fn record(seq: u64, at: &str, e: &Event) -> Record {
+        Record {
+            stream: "s".into(),
+            seq,
+            at: at.into(),
+            prev_hash: GENESIS,
+            hash: GENESIS,
+            kind: e.kind().into(),
+            session: e.session().map(Into::into),
+            event: serde_json::to_string(e).unwrap(),
+        }
+    }
+
+    fn statement(n: u64, text: &str) -> Event {
+        Event::Statement {
+            session: "x".into(),
+            statement: n,
+            protocol: "simple".into(),
+            text: text.into(),
+            params: None,
+            facts: crate::Json::summary(&serde_json::json!({})),
+            effect: "allow".into(),
+            rules: vec!["r".into()],
+            reason: String::new(),
+            max_rows: None,
+        }
+    }
+
+    fn done(statement: u64, tag: &str) -> StatementOutcome {
+        StatementOutcome { statement, tag: Some(tag.into()), rows: Some(1), duration_us: 5, error: None }
+    }
+
+    #[test]
+    fn batched_outcomes_show_under_their_statements() {
+        let batch = Event::Outcomes { session: "x".into(), outcomes: vec![done(1, "SELECT 1"), done(2, "UPDATE 1"), done(9, "DELETE 1")] };
+        let records = [
+            record(1, "2026-01-01T00:00:01.000000Z", &statement(1, "SELECT a")),
+            record(2, "2026-01-01T00:00:02.000000Z", &statement(2, "UPDATE b")),
+            record(3, "2026-01-01T00:00:03.000000Z", &batch),
+        ];
+        let text = timeline(&records);
+        let lines: Vec<&str> = text.lines().collect();
+        let at = |needle: &str| lines.iter().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle}:\n{text}"));
+        assert!(at("SELECT a") < at("SELECT 1") && at("SELECT 1") < at("UPDATE b") && at("UPDATE b") < at("UPDATE 1"), "{text}");
+        // Shown under its statement without the batch's time; one whose statement is not in
+        // the timeline is shown where the batch was recorded, with its time.
+        assert!(lines[at("SELECT 1")].starts_with("     ") && !text.contains("00:00:03.000000Z  #1 "), "{text}");
+        assert!(lines[at("DELETE 1")].starts_with("2026-01-01T00:00:03.000000Z  #9"), "{text}");
+        assert_eq!(text.matches("result:").count(), 3, "{text}");
+    }
+}
