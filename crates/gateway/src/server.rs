@@ -99,7 +99,7 @@ impl quick_cache::Equivalent<DecisionKey> for DecisionKeyRef<'_> {
 /// Loads the policy the config names.
 pub fn server_policy(cfg: &Config) -> Result<policy::Policy, Error> {
     match (&cfg.policy.file, &cfg.policy.pack) {
-        (Some(file), _) => policy::Policy::load(&cfg.resolve(file)).map_err(|e| Error::Policy(e.to_string())),
+        (Some(file), _) => policy::Policy::load(cfg.resolve(file)).map_err(|e| Error::Policy(e.to_string())),
         (None, Some(pack)) => {
             let params = serde_json::to_value(&cfg.policy.with)
                 .ok()

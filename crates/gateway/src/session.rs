@@ -1717,9 +1717,8 @@ impl Outbound<'_> {
             Some(Expect::Rollback { refusal }) => match tag {
                 backend::READY_FOR_QUERY => {
                     self.held.clear();
-                    match refusal.take() {
-                        Some(r) => self.out.extend_from_slice(&r),
-                        None => {}
+                    if let Some(r) = refusal.take() {
+                        self.out.extend_from_slice(&r);
                     }
                     Action::Forward
                 }
