@@ -1514,8 +1514,7 @@ impl Outbound<'_> {
         self.immediate_in_batch();
         let mut pos = 0;
         let mut run_start = 0;
-        loop {
-            let Some(h) = wire::peek(&self.server.buf[pos..], wire::MAX_MESSAGE_LEN)? else { break };
+        while let Some(h) = wire::peek(&self.server.buf[pos..], wire::MAX_MESSAGE_LEN)? {
             if pos + h.total > self.server.buf.len() {
                 self.server.buf.reserve(pos + h.total - self.server.buf.len());
                 break;
