@@ -711,9 +711,10 @@ impl Inbound<'_> {
     }
 
     /// Called before forwarding a statement that will run. One that may change the schema
-    /// (the columns masking resolves against, the unique keys that bound a write) makes the
-    /// next session reload the catalog, and no session trusts a catalog to bound a write
-    /// until this session's transaction has ended.
+    /// (the columns masking resolves against, the unique keys that bound a write) stops every
+    /// session from trusting a catalog to bound a write until this session's transaction has
+    /// ended; then the catalog is invalidated (`Catalogs::change_ended`), once, since a load
+    /// made before the commit still sees the old schema.
     fn before_schema_change(&self, judged: &Judged) {
         if !judged.schema_change {
             return;
@@ -723,7 +724,6 @@ impl Inbound<'_> {
         if self.flags.schema_change_at.swap(answer, Ordering::SeqCst) == 0 {
             self.shared.catalogs.change_began();
         }
-        self.shared.catalogs.invalidate(&self.target);
     }
 
     /// Whether every row-limited statement of the message changes at most one row, so no
