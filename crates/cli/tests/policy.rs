@@ -310,6 +310,74 @@ fn bounded_by_key(gw: &Gateway) -> u64 {
         .expect("metric present")
 }
 
+/// Key writes until one skips the guard (the background check of the keys has answered).
+async fn until_bounded(gw: &Gateway, client: &tokio_postgres::Client, sql: &str, before: u64) {
+    for _ in 0..100 {
+        client.batch_execute(sql).await.unwrap();
+        if bounded_by_key(gw) > before {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{sql} never skipped the guard again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_changed_outside_the_gateway_stop_vouching_within_the_check_interval() {
+    let up = Upstream::start();
+    up.admin(
+        "CREATE TABLE keyed (id bigint PRIMARY KEY, grp int, v int);
+         INSERT INTO keyed SELECT g, 1, 0 FROM generate_series(1, 10) g;
+         ALTER TABLE keyed OWNER TO app_owner;",
+    );
+    let agent = Agent::new("keyed");
+    let gw = gateway()
+        .target(up.target("app"))
+        .agent(&agent)
+        .server("key_check_secs = 1")
+        .policy("file = \"policy.yaml\"")
+        .file("policy.yaml", ROW_LIMIT_TWO)
+        .http()
+        .start();
+    let (a, _m) = connect(&gw.url(&agent, "app")).await.unwrap();
+    a.batch_execute("UPDATE keyed SET v = 1 WHERE id = 1").await.unwrap();
+    assert_eq!(bounded_by_key(&gw), 1);
+
+    // Past the interval the keys are asked about again; unchanged, they vouch again.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    until_bounded(&gw, &a, "UPDATE keyed SET v = 2 WHERE id = 2", 1).await;
+    let bounded = bounded_by_key(&gw);
+
+    // A DBA's own connection drops the key and adds duplicates; the agent's session, open
+    // all along, must go back to the guard.
+    up.admin(
+        "ALTER TABLE keyed DROP CONSTRAINT keyed_pkey;
+         INSERT INTO keyed VALUES (3, 2, 0), (3, 2, 0);",
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for _ in 0..5 {
+        refused(&a, "UPDATE keyed SET v = 8 WHERE id = 3").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(up.admin("SELECT count(*) FROM keyed WHERE v = 8").trim(), "0");
+    assert_eq!(bounded_by_key(&gw), bounded);
+
+    // The key back: trusted again without a new session.
+    up.admin("DELETE FROM keyed WHERE grp = 2; ALTER TABLE keyed ADD PRIMARY KEY (id);");
+    until_bounded(&gw, &a, "UPDATE keyed SET v = 4 WHERE id = 4", bounded).await;
+    let bounded = bounded_by_key(&gw);
+
+    // Renamed columns: `id` now names a column every row shares.
+    up.admin("ALTER TABLE keyed RENAME COLUMN id TO old_id; ALTER TABLE keyed RENAME COLUMN grp TO id;");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for _ in 0..5 {
+        refused(&a, "UPDATE keyed SET v = 9 WHERE id = 1").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(up.admin("SELECT count(*) FROM keyed WHERE v = 9").trim(), "0");
+    assert_eq!(bounded_by_key(&gw), bounded);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_writes_pinned_to_a_unique_key_skip_the_row_limit_guard() {
     let up = Upstream::start();

@@ -38,15 +38,20 @@ const VIEW_DEFS: &str = "SELECT c.oid, pg_catalog.pg_get_viewdef(c.oid) FROM pg_
 /// deferrable), valid, not partial, on plain columns with their type's default operator
 /// class and the column's own collation, of an ordinary table that has no inheritance
 /// children and no rewrite rules. `indkey` lists the key columns first.
-const UNIQUE_KEYS: &str = "SELECT i.indrelid, i.indnkeyatts, i.indkey::text FROM pg_catalog.pg_index i \
-                           JOIN pg_catalog.pg_class c ON c.oid = i.indrelid \
-                           WHERE i.indisunique AND i.indimmediate AND i.indisvalid AND i.indisready \
-                           AND i.indpred IS NULL AND i.indexprs IS NULL \
-                           AND c.relkind = 'r' AND NOT c.relhassubclass AND NOT c.relhasrules \
-                           AND NOT EXISTS (SELECT 1 FROM pg_catalog.generate_series(0, i.indnkeyatts - 1) k \
-                             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[k] \
-                             JOIN pg_catalog.pg_opclass o ON o.oid = i.indclass[k] \
-                             WHERE NOT o.opcdefault OR a.attcollation <> i.indcollation[k])";
+macro_rules! unique_key_indexes {
+    () => {
+        "FROM pg_catalog.pg_index i \
+         JOIN pg_catalog.pg_class c ON c.oid = i.indrelid \
+         WHERE i.indisunique AND i.indimmediate AND i.indisvalid AND i.indisready \
+         AND i.indpred IS NULL AND i.indexprs IS NULL \
+         AND c.relkind = 'r' AND NOT c.relhassubclass AND NOT c.relhasrules \
+         AND NOT EXISTS (SELECT 1 FROM pg_catalog.generate_series(0, i.indnkeyatts - 1) k \
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[k] \
+           JOIN pg_catalog.pg_opclass o ON o.oid = i.indclass[k] \
+           WHERE NOT o.opcdefault OR a.attcollation <> i.indcollation[k])"
+    };
+}
+const UNIQUE_KEYS: &str = concat!("SELECT i.indrelid, i.indnkeyatts, i.indkey::text ", unique_key_indexes!());
 
 /// `=` operators outside pg_catalog on key types, pseudo-types or domains: with one of
 /// those, `key = value` might not mean the index's equality.
@@ -54,6 +59,20 @@ const CUSTOM_EQUALITY: &str = "SELECT o.oprleft, o.oprright, l.typtype, r.typtyp
                                JOIN pg_catalog.pg_type l ON l.oid = o.oprleft \
                                JOIN pg_catalog.pg_type r ON r.oid = o.oprright \
                                WHERE o.oprname = '=' AND o.oprnamespace <> 'pg_catalog'::pg_catalog.regnamespace";
+
+/// A digest of everything [`Catalog::at_most_one_row`] relies on: which relations each name
+/// may mean, the unique keys that qualify with their columns' names and types, and custom
+/// `=` operators. Cheap enough to ask every few seconds.
+const KEYS_FINGERPRINT: &str = concat!("SELECT pg_catalog.md5(pg_catalog.string_agg(x, ',' ORDER BY x)) FROM ( \
+    SELECT 'r' || c.oid || ' ' || n.nspname || '.' || c.relname || ' ' || c.relkind::pg_catalog.text AS x \
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+      WHERE c.relkind IN ('r','v','m','f','p') \
+    UNION ALL SELECT 'k' || k.indexrelid || ' ' || ( \
+      SELECT pg_catalog.string_agg(a.attname || ':' || a.atttypid, ' ' ORDER BY a.attnum) \
+        FROM pg_catalog.pg_attribute a WHERE a.attrelid = k.indrelid AND a.attnum = ANY (k.indkey::pg_catalog.int2[])) \
+      FROM (SELECT i.indexrelid, i.indrelid, i.indkey ", unique_key_indexes!(), ") k \
+    UNION ALL SELECT 'o' || o.oid FROM pg_catalog.pg_operator o \
+      WHERE o.oprname = '=' AND o.oprnamespace <> 'pg_catalog'::pg_catalog.regnamespace) s");
 
 /// Column types whose equality with a literal or a parameter of a fitting type (see
 /// [`param_fits`]) is exactly the unique index's: int2, int4, int8, numeric, text,
@@ -132,6 +151,8 @@ pub struct Catalog {
     pub relations: Relations,
     /// Some `=` outside pg_catalog could capture a key comparison.
     custom_equality: bool,
+    /// The target's answer to [`KEYS_FINGERPRINT`] when this was loaded.
+    keys_fingerprint: Option<String>,
 }
 
 impl Catalog {
@@ -236,9 +257,8 @@ impl FunctionCatalog for Functions {
     }
 }
 
-#[derive(Default)]
 pub struct Catalogs {
-    by_target: Mutex<HashMap<String, (Instant, Arc<Catalog>)>>,
+    by_target: Mutex<HashMap<String, Cached>>,
     /// Bumped at every invalidation: a load that straddles one may have read the schema
     /// from before the change, so it is not cached.
     generation: AtomicU64,
@@ -246,21 +266,60 @@ pub struct Catalogs {
     /// yet. While any has, no catalog vouches for a unique key (it may be in the middle of
     /// being dropped).
     changing: AtomicUsize,
+    /// How long a check of the target's keys lets the catalog vouch for them: keys dropped
+    /// or renamed outside the gateway are noticed within this long.
+    keys_trusted_for: Duration,
+}
+
+struct Cached {
+    loaded: Instant,
+    /// When the target last confirmed the keys this catalog knows (a load confirms them too).
+    keys_checked: Instant,
+    /// A check of the keys is under way.
+    checking: bool,
+    catalog: Arc<Catalog>,
+}
+
+/// What the cached catalog can say about unique keys right now.
+pub enum Keys {
+    Trusted(Arc<Catalog>),
+    /// Not confirmed lately: the caller should start [`Catalogs::check_keys`].
+    CheckDue,
+    Unknown,
 }
 
 impl Catalogs {
+    pub fn new(keys_trusted_for: Duration) -> Catalogs {
+        Catalogs {
+            by_target: Mutex::default(),
+            generation: AtomicU64::new(0),
+            changing: AtomicUsize::new(0),
+            keys_trusted_for,
+        }
+    }
+
     pub fn get(&self, target: &str) -> Option<Arc<Catalog>> {
         let map = self.by_target.lock();
-        map.get(target).filter(|(at, _)| at.elapsed() < REFRESH).map(|(_, f)| f.clone())
+        map.get(target).filter(|c| c.loaded.elapsed() < REFRESH).map(|c| c.catalog.clone())
     }
 
     /// The current catalog, if it can be trusted to say which writes touch at most one row:
-    /// loaded since the last schema change the gateway saw end, with none under way.
-    pub fn settled(&self, target: &str) -> Option<Arc<Catalog>> {
-        if self.changing.load(Ordering::SeqCst) > 0 {
-            return None;
+    /// loaded since the last schema change the gateway saw end, with none under way, and its
+    /// keys confirmed by the target lately (schema changes made outside the gateway).
+    pub fn settled(&self, target: &str) -> Keys {
+        if self.changing.load(Ordering::SeqCst) > 0 || self.keys_trusted_for.is_zero() {
+            return Keys::Unknown;
         }
-        self.get(target)
+        let mut map = self.by_target.lock();
+        match map.get_mut(target) {
+            Some(c) if c.loaded.elapsed() >= REFRESH => Keys::Unknown,
+            Some(c) if c.keys_checked.elapsed() < self.keys_trusted_for => Keys::Trusted(c.catalog.clone()),
+            Some(c) if !c.checking => {
+                c.checking = true;
+                Keys::CheckDue
+            }
+            _ => Keys::Unknown,
+        }
     }
 
     /// The next session on this target reloads the catalog (after DDL changed it).
@@ -279,6 +338,35 @@ impl Catalogs {
     pub fn change_ended(&self, target: &str) {
         self.invalidate(target);
         self.changing.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Asks the target, over an upstream session of the gateway's own, whether the keys the
+    /// cached catalog knows still hold; reloads the catalog when they do not.
+    pub async fn check_keys(&self, target: &str, frames: &mut Frames<BoxIo>) -> Result<(), Error> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let Some(current) = self.get(target) else { return Ok(()) };
+        let mut fingerprint = None;
+        query(target, frames, KEYS_FINGERPRINT, |c| fingerprint = Some(text(c[0]))).await?;
+        if fingerprint.is_some() && fingerprint == current.keys_fingerprint {
+            let mut map = self.by_target.lock();
+            if let Some(c) = map.get_mut(target) {
+                // Not when a change the gateway saw ended meanwhile: the answer may predate it.
+                if self.generation.load(Ordering::SeqCst) == generation && Arc::ptr_eq(&c.catalog, &current) {
+                    c.keys_checked = Instant::now();
+                }
+            }
+            return Ok(());
+        }
+        tracing::info!(target, "unique keys changed outside the gateway; reloading the catalog");
+        self.invalidate(target);
+        self.load(target, frames).await.map(drop)
+    }
+
+    /// The check [`Catalogs::settled`] asked for is over, whatever its outcome.
+    pub fn check_ended(&self, target: &str) {
+        if let Some(c) = self.by_target.lock().get_mut(target) {
+            c.checking = false;
+        }
     }
 
     /// Loads the catalog over a just-opened upstream session (before the agent uses it).
@@ -341,6 +429,7 @@ impl Catalogs {
         })
         .await?;
         cat.custom_equality = custom_equality;
+        query(target, frames, KEYS_FINGERPRINT, |c| cat.keys_fingerprint = Some(text(c[0]))).await?;
         let rels = &mut cat.relations;
         for (oid, rel) in &mut rels.by_oid {
             rel.columns.sort_unstable();
@@ -350,7 +439,8 @@ impl Catalogs {
         let mut map = self.by_target.lock();
         // Checked under the lock `invalidate` also takes, so a change cannot slip between.
         if self.generation.load(Ordering::SeqCst) == generation {
-            map.insert(target.to_string(), (Instant::now(), cat.clone()));
+            let now = Instant::now();
+            map.insert(target.to_string(), Cached { loaded: now, keys_checked: now, checking: false, catalog: cat.clone() });
         }
         Ok(cat)
     }

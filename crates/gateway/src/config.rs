@@ -57,6 +57,9 @@ pub struct Server {
     pub max_statement_bytes: usize,
     /// Threads serving sessions; 0 = one per core.
     pub workers: usize,
+    /// How long the target's answer about its unique keys lets writes pinned to one skip the
+    /// row-limit guard: keys dropped outside the gateway are noticed within this long.
+    pub key_check_secs: u64,
 }
 
 impl Default for Server {
@@ -72,6 +75,7 @@ impl Default for Server {
             connect_timeout_secs: 10,
             max_statement_bytes: 1 << 20,
             workers: 0,
+            key_check_secs: 10,
         }
     }
 }

@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::cancel::Cancels;
-use crate::catalog::{Catalog, Catalogs};
+use crate::catalog::{Catalog, Catalogs, Keys};
 use crate::masking::SessionMasks;
 use std::collections::HashMap;
 use crate::config::Config;
@@ -180,7 +180,7 @@ impl Gateway {
             analyzer: sql::Analyzer::new(limits),
             policy: ArcSwap::from_pointee(policy),
             cancels: Cancels::default(),
-            catalogs: Catalogs::default(),
+            catalogs: Catalogs::new(std::time::Duration::from_secs(config.server.key_check_secs)),
             tls,
             decoy_secret: rand::random(),
             decisions: quick_cache::sync::Cache::new(10_000),
@@ -273,6 +273,39 @@ impl Shared {
 
     /// Records what happened after a recorded statement (its outcome, what was masked). The
     /// statement has run by then, so a failure is only logged.
+    /// The catalog that may bound writes by unique keys on `target`; None means guard the
+    /// write. When the keys are due a check, it starts in the background and this write is
+    /// guarded.
+    pub(crate) fn key_catalog(self: &Arc<Self>, target: &str) -> Option<Arc<Catalog>> {
+        match self.catalogs.settled(target) {
+            Keys::Trusted(c) => Some(c),
+            Keys::CheckDue => {
+                let shared = self.clone();
+                let target = target.to_owned();
+                tokio::spawn(async move { shared.check_keys(&target).await });
+                None
+            }
+            Keys::Unknown => None,
+        }
+    }
+
+    async fn check_keys(&self, name: &str) {
+        let work = async {
+            let target = self.config.targets.get(name).ok_or_else(|| Error::Config(format!("unknown target {name}")))?;
+            let mut up = crate::upstream::connect(&self.config, name, target, &[]).await?;
+            let checked = self.catalogs.check_keys(name, &mut up.frames).await;
+            let _ = crate::conn::write_all(&mut up.frames.io, &wire::Builder::terminate()).await;
+            checked
+        };
+        let limit = std::time::Duration::from_secs(self.config.server.connect_timeout_secs.max(1) * 3);
+        match tokio::time::timeout(limit, work).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(target = name, error = %e, "checking unique keys failed; key-bounded writes stay guarded"),
+            Err(_) => warn!(target = name, "checking unique keys timed out; key-bounded writes stay guarded"),
+        }
+        self.catalogs.check_ended(name);
+    }
+
     pub(crate) fn record_later(&self, event: audit::Event) {
         let _ = self.record(event);
     }

@@ -731,7 +731,7 @@ impl Inbound<'_> {
     /// judged against a catalog no schema change has overtaken.
     fn single_rows(&self, judged: &Judged, param_types: &[u32]) -> bool {
         let Verdict::Run { limits } = &judged.verdict else { return false };
-        let Some(catalog) = self.shared.catalogs.settled(&self.target) else { return false };
+        let Some(catalog) = self.shared.key_catalog(&self.target) else { return false };
         let bounded = limits.iter().zip(&judged.analysis.statements).all(|(limit, s)| match limit {
             None => true,
             Some(0) => false,
