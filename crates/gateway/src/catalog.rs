@@ -373,6 +373,9 @@ impl Catalogs {
     pub async fn load(&self, target: &str, frames: &mut Frames<BoxIo>) -> Result<Arc<Catalog>, Error> {
         let generation = self.generation.load(Ordering::SeqCst);
         let mut cat = Catalog::default();
+        // First: each query reads its own snapshot, so a change made while this loads leaves
+        // the digest older than the keys and the next check reloads.
+        query(target, frames, KEYS_FINGERPRINT, |c| cat.keys_fingerprint = Some(text(c[0]))).await?;
         query(target, frames, FUNCTIONS, |c| {
             let vol = match c[2] {
                 b"i" => Volatility::Immutable,
@@ -429,7 +432,6 @@ impl Catalogs {
         })
         .await?;
         cat.custom_equality = custom_equality;
-        query(target, frames, KEYS_FINGERPRINT, |c| cat.keys_fingerprint = Some(text(c[0]))).await?;
         let rels = &mut cat.relations;
         for (oid, rel) in &mut rels.by_oid {
             rel.columns.sort_unstable();
