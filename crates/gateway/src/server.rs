@@ -292,7 +292,9 @@ impl Shared {
     async fn check_keys(&self, name: &str) {
         let work = async {
             let target = self.config.targets.get(name).ok_or_else(|| Error::Config(format!("unknown target {name}")))?;
-            let mut up = crate::upstream::connect(&self.config, name, target, &[]).await?;
+            // Named, so a DBA can tell the gateway's own session in pg_stat_activity.
+            let params = [("application_name".to_owned(), "drawbridge key check".to_owned())];
+            let mut up = crate::upstream::connect(&self.config, name, target, &params).await?;
             let checked = self.catalogs.check_keys(name, &mut up.frames).await;
             let _ = crate::conn::write_all(&mut up.frames.io, &wire::Builder::terminate()).await;
             checked
