@@ -301,6 +301,20 @@ rules:
     effect: allow
 ";
 
+/// Ten rows under a primary key, owned by the target's role.
+const KEYED: &str = "CREATE TABLE keyed (id bigint PRIMARY KEY, grp int, v int);
+     INSERT INTO keyed SELECT g, 1, 0 FROM generate_series(1, 10) g;
+     ALTER TABLE keyed OWNER TO app_owner;";
+
+fn row_limit_two(up: &Upstream, agent: &Agent) -> GatewayBuilder {
+    gateway()
+        .target(up.target("app"))
+        .agent(agent)
+        .policy("file = \"policy.yaml\"")
+        .file("policy.yaml", ROW_LIMIT_TWO)
+        .http()
+}
+
 fn bounded_by_key(gw: &Gateway) -> u64 {
     let (status, body) = gw.http_get("/metrics");
     assert_eq!(status, 200);
@@ -325,20 +339,9 @@ async fn until_bounded(gw: &Gateway, client: &tokio_postgres::Client, sql: &str,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_changed_outside_the_gateway_stop_vouching_within_the_check_interval() {
     let up = Upstream::start();
-    up.admin(
-        "CREATE TABLE keyed (id bigint PRIMARY KEY, grp int, v int);
-         INSERT INTO keyed SELECT g, 1, 0 FROM generate_series(1, 10) g;
-         ALTER TABLE keyed OWNER TO app_owner;",
-    );
+    up.admin(KEYED);
     let agent = Agent::new("keyed");
-    let gw = gateway()
-        .target(up.target("app"))
-        .agent(&agent)
-        .server("key_check_secs = 1")
-        .policy("file = \"policy.yaml\"")
-        .file("policy.yaml", ROW_LIMIT_TWO)
-        .http()
-        .start();
+    let gw = row_limit_two(&up, &agent).server("key_check_secs = 1").start();
     let (a, _m) = connect(&gw.url(&agent, "app")).await.unwrap();
     a.batch_execute("UPDATE keyed SET v = 1 WHERE id = 1").await.unwrap();
     assert_eq!(bounded_by_key(&gw), 1);
@@ -381,25 +384,17 @@ async fn keys_changed_outside_the_gateway_stop_vouching_within_the_check_interva
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_writes_pinned_to_a_unique_key_skip_the_row_limit_guard() {
     let up = Upstream::start();
+    up.admin(KEYED);
     up.admin(
-        "CREATE TABLE keyed (id bigint PRIMARY KEY, grp int, v int);
-         INSERT INTO keyed SELECT g, 1, 0 FROM generate_series(1, 10) g;
-         CREATE TABLE deferred (k int UNIQUE DEFERRABLE INITIALLY DEFERRED, v int);
+        "CREATE TABLE deferred (k int UNIQUE DEFERRABLE INITIALLY DEFERRED, v int);
          CREATE TABLE partial (k int, v int);
          CREATE UNIQUE INDEX ON partial (k) WHERE v > 0;
          INSERT INTO partial VALUES (1, 0), (1, 0), (1, 0);
-         ALTER TABLE keyed OWNER TO app_owner;
          ALTER TABLE deferred OWNER TO app_owner;
          ALTER TABLE partial OWNER TO app_owner;",
     );
     let agent = Agent::new("keyed");
-    let gw = gateway()
-        .target(up.target("app"))
-        .agent(&agent)
-        .policy("file = \"policy.yaml\"")
-        .file("policy.yaml", ROW_LIMIT_TWO)
-        .http()
-        .start();
+    let gw = row_limit_two(&up, &agent).start();
     let (a, _m) = connect(&gw.url(&agent, "app")).await.unwrap();
     let v = |id: i64| up.admin(&format!("SELECT v FROM keyed WHERE id = {id}")).trim().to_owned();
 
