@@ -271,8 +271,6 @@ impl Shared {
         }
     }
 
-    /// Records what happened after a recorded statement (its outcome, what was masked). The
-    /// statement has run by then, so a failure is only logged.
     /// The catalog that may bound writes by unique keys on `target`; None means guard the
     /// write. When the keys are due a check, it starts in the background and this write is
     /// guarded.
@@ -308,6 +306,8 @@ impl Shared {
         self.catalogs.check_ended(name);
     }
 
+    /// Records what happened after a recorded statement (its outcome, what was masked). The
+    /// statement has run by then, so a failure is only logged.
     pub(crate) fn record_later(&self, event: audit::Event) {
         let _ = self.record(event);
     }

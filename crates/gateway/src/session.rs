@@ -731,12 +731,13 @@ impl Inbound<'_> {
     /// judged against a catalog no schema change has overtaken.
     fn single_rows(&self, judged: &Judged, param_types: &[u32]) -> bool {
         let Verdict::Run { limits } = &judged.verdict else { return false };
+        let limited = || limits.iter().zip(&judged.analysis.statements).filter(|(limit, _)| limit.is_some());
+        // Only a write that could skip the guard asks for the catalog (and so for a key check).
+        if !limited().all(|(limit, s)| *limit != Some(0) && s.pinned.is_some()) {
+            return false;
+        }
         let Some(catalog) = self.shared.key_catalog(&self.target) else { return false };
-        let bounded = limits.iter().zip(&judged.analysis.statements).all(|(limit, s)| match limit {
-            None => true,
-            Some(0) => false,
-            Some(_) => s.pinned.as_ref().is_some_and(|p| catalog.at_most_one_row(p, param_types)),
-        });
+        let bounded = limited().all(|(_, s)| s.pinned.as_ref().is_some_and(|p| catalog.at_most_one_row(p, param_types)));
         if bounded {
             self.shared.metrics.writes_bounded_by_key.fetch_add(1, Ordering::Relaxed);
         }
