@@ -336,6 +336,18 @@ async fn until_bounded(gw: &Gateway, client: &tokio_postgres::Client, sql: &str,
     panic!("{sql} never skipped the guard again");
 }
 
+/// Past the check interval, `UPDATE keyed SET v = {v} WHERE {pin}` is refused each time it is
+/// tried (before and after the check answers), and changes nothing.
+async fn stays_guarded(gw: &Gateway, up: &Upstream, client: &tokio_postgres::Client, v: i32, pin: &str, bounded: u64) {
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for _ in 0..5 {
+        refused(client, &format!("UPDATE keyed SET v = {v} WHERE {pin}")).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(up.admin(&format!("SELECT count(*) FROM keyed WHERE v = {v}")).trim(), "0");
+    assert_eq!(bounded_by_key(gw), bounded);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_changed_outside_the_gateway_stop_vouching_within_the_check_interval() {
     let up = Upstream::start();
@@ -357,13 +369,7 @@ async fn keys_changed_outside_the_gateway_stop_vouching_within_the_check_interva
         "ALTER TABLE keyed DROP CONSTRAINT keyed_pkey;
          INSERT INTO keyed VALUES (3, 2, 0), (3, 2, 0);",
     );
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    for _ in 0..5 {
-        refused(&a, "UPDATE keyed SET v = 8 WHERE id = 3").await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(up.admin("SELECT count(*) FROM keyed WHERE v = 8").trim(), "0");
-    assert_eq!(bounded_by_key(&gw), bounded);
+    stays_guarded(&gw, &up, &a, 8, "id = 3", bounded).await;
 
     // The key back: trusted again without a new session.
     up.admin("DELETE FROM keyed WHERE grp = 2; ALTER TABLE keyed ADD PRIMARY KEY (id);");
@@ -372,13 +378,7 @@ async fn keys_changed_outside_the_gateway_stop_vouching_within_the_check_interva
 
     // Renamed columns: `id` now names a column every row shares.
     up.admin("ALTER TABLE keyed RENAME COLUMN id TO old_id; ALTER TABLE keyed RENAME COLUMN grp TO id;");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    for _ in 0..5 {
-        refused(&a, "UPDATE keyed SET v = 9 WHERE id = 1").await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(up.admin("SELECT count(*) FROM keyed WHERE v = 9").trim(), "0");
-    assert_eq!(bounded_by_key(&gw), bounded);
+    stays_guarded(&gw, &up, &a, 9, "id = 1", bounded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
