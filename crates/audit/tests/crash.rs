@@ -15,6 +15,11 @@ const RECORDS: u64 = 500;
 /// appends lives only in its journal), runs the test `child` with `env` set to `dir` until
 /// it dies, and returns the connection that holds the lock.
 fn child_dies_with_store_blocked(dir: &std::path::Path, child: &str, env: &str) -> rusqlite::Connection {
+    // One test at a time: a child forked by the other test holds copies of this process's
+    // files until it execs, this journal directory's lock included, and the child here would
+    // then find the directory in use.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     drop(AuditLog::open(&sqlite_config(), dir).unwrap());
     let blocker = rusqlite::Connection::open(dir.join("audit.db")).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
