@@ -7,6 +7,11 @@
 //! its records so the copy has room; the unwritten rest reads as zeros and is cut off again on
 //! close and on the next open.
 //!
+//! Touching a fresh page of the mapping costs a page fault (and the filesystem's work to
+//! back it) in the middle of an append, under the chain's lock. So the writer thread maps
+//! the next window ahead of time and faults all of its pages in at once, off that lock; the
+//! append then only switches to it.
+//!
 //! Records stay here until the store has them; the file is then rewritten to hold only the
 //! newest record, so the chain head survives even when the store is unreachable.
 
@@ -25,12 +30,19 @@ pub(crate) const FILE_NAME: &str = "journal.jsonl";
 /// Mapping only a window keeps the cost of moving it proportional to what was written in
 /// it, not to the size of the file.
 const WINDOW: u64 = 4 << 20;
+/// How far a prepared window reaches back into the one before it, so a line that starts
+/// near the end of a window still fits in the next one.
+const OVERLAP: u64 = 64 << 10;
 
 pub(crate) struct Journal {
     path: PathBuf,
     file: File,
     /// The end of the file, mapped once the first line needs room.
     window: Option<Window>,
+    /// The window after it, mapped and faulted in by the writer thread.
+    prepared: Option<Window>,
+    /// Bumped when the file is replaced, so a window prepared for the old one is dropped.
+    generation: u64,
     /// Length of the records; from here to the end of the file are zeros.
     bytes: u64,
     /// Where this file starts in the journal's history: positions handed out by
@@ -114,6 +126,8 @@ impl Journal {
                 path,
                 file,
                 window: None,
+                prepared: None,
+                generation: 0,
                 bytes: good_len as u64,
                 base: 0,
                 fsync,
@@ -152,6 +166,13 @@ impl Journal {
         let at = self.bytes / page * page;
         let len = (end - at).div_ceil(WINDOW) * WINDOW;
         let file_len = self.file.metadata()?.len();
+        if let Some(p) = self.prepared.take() {
+            let p_end = p.at + p.map.len() as u64;
+            // The file could have been cut back since (a failed allocation below).
+            if p.at <= at && p_end >= end && file_len >= p_end {
+                return Ok(p);
+            }
+        }
         if file_len < at + len {
             self.allocate(file_len, at + len)?;
         }
@@ -172,6 +193,34 @@ impl Journal {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Where the next window should go, once the current one is half used and none is
+    /// prepared yet. The caller maps it with [`NextWindow::prepare`] outside the chain's lock
+    /// and hands it back with [`Journal::offer`].
+    pub(crate) fn next_window_due(&self) -> Option<NextWindow> {
+        if self.prepared.is_some() {
+            return None;
+        }
+        let at = match &self.window {
+            Some(w) => {
+                let w_end = w.at + w.map.len() as u64;
+                if w_end - self.bytes > WINDOW / 2 {
+                    return None;
+                }
+                w_end.saturating_sub(OVERLAP).max(w.at)
+            }
+            None => self.bytes / rustix::param::page_size() as u64 * rustix::param::page_size() as u64,
+        };
+        let file = self.file.try_clone().ok()?;
+        Some(NextWindow { file, at, generation: self.generation })
+    }
+
+    /// Keeps a window prepared for this file; one for a file since replaced is dropped.
+    pub(crate) fn offer(&mut self, prepared: PreparedWindow) {
+        if prepared.generation == self.generation && self.prepared.is_none() {
+            self.prepared = Some(prepared.window);
+        }
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -208,6 +257,8 @@ impl Journal {
             content.extend_from_slice(&tail);
         }
         self.window = None;
+        self.prepared = None;
+        self.generation += 1;
         let tmp = self.path.with_extension("jsonl.tmp");
         let write = || -> std::io::Result<File> {
             let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
@@ -226,10 +277,39 @@ impl Journal {
     }
 }
 
+/// A window to map ahead of the appends, with its own handle on the journal file.
+pub(crate) struct NextWindow {
+    file: File,
+    at: u64,
+    generation: u64,
+}
+
+pub(crate) struct PreparedWindow {
+    window: Window,
+    generation: u64,
+}
+
+impl NextWindow {
+    /// Allocates the file under the window, maps it and faults every page in (one call for
+    /// the lot, cheaper than a fault per page). Only grows the file: appends run meanwhile.
+    pub(crate) fn prepare(self) -> std::io::Result<PreparedWindow> {
+        let end = self.at + WINDOW;
+        let file_len = self.file.metadata()?.len();
+        if file_len < end {
+            rustix::fs::fallocate(&self.file, rustix::fs::FallocateFlags::empty(), file_len, end - file_len)?;
+        }
+        let map = map(&self.file, self.at, WINDOW)?;
+        // Kernels before 5.14 refuse the advice; the window still works, a fault per page.
+        let _ = map.advise(memmap2::Advice::PopulateWrite);
+        Ok(PreparedWindow { window: Window { map, at: self.at }, generation: self.generation })
+    }
+}
+
 impl Drop for Journal {
     fn drop(&mut self) {
         // Leave only records behind; a crash leaves the zeros, which `open` cuts off.
         self.window = None;
+        self.prepared = None;
         let _ = self.file.set_len(self.bytes);
     }
 }
@@ -375,6 +455,54 @@ mod tests {
         drop(j);
         let after = std::fs::read_to_string(&path).unwrap();
         assert_eq!(after, format!("{text}{}\n", next.to_json_line()));
+    }
+
+    #[test]
+    fn appends_move_into_the_window_prepared_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path(), false).unwrap();
+        let mut recs = vec![rec(1, GENESIS)];
+        let mut prepared_at = Vec::new();
+        let write = |j: &mut Journal, r: &Record| j.write_line(format!("{}\n", r.to_json_line()).as_bytes()).unwrap();
+        write(&mut j, &recs[0]);
+        while prepared_at.len() < 3 {
+            let prev = recs[recs.len() - 1].hash;
+            let r = rec(recs.len() as u64 + 1, prev);
+            write(&mut j, &r);
+            recs.push(r);
+            if let Some(next) = j.next_window_due() {
+                prepared_at.push(next.at);
+                j.offer(next.prepare().unwrap());
+                assert!(j.next_window_due().is_none(), "one prepared window at a time");
+            }
+            if let (Some(w), Some(&at)) = (&j.window, prepared_at.last()) {
+                // Once the appends pass the old window, they write into the prepared one.
+                if w.at == at {
+                    assert!(j.prepared.is_none());
+                }
+            }
+        }
+        // Every prepared window but the newest was taken over, one window after another.
+        assert!(prepared_at.windows(2).all(|p| p[1] > p[0] && p[1] - p[0] == WINDOW - OVERLAP));
+        assert_eq!(j.window.as_ref().unwrap().at, prepared_at[1]);
+        let text: String = recs.iter().map(|r| format!("{}\n", r.to_json_line())).collect();
+        let on_disk = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
+        assert_eq!(&on_disk[..text.len()], text.as_bytes());
+        assert!(on_disk[text.len()..].iter().all(|&b| b == 0));
+
+        // A prepared window for a file that has since been replaced is not used.
+        let stale = j.next_window_due().or_else(|| {
+            j.prepared = None;
+            j.next_window_due()
+        });
+        let stale = stale.unwrap().prepare().unwrap();
+        let last = recs[recs.len() - 1].clone();
+        j.rewrite(Some(&last), None).unwrap();
+        j.offer(stale);
+        assert!(j.prepared.is_none());
+        drop(j);
+        let (_, back) = Journal::open(dir.path(), false).unwrap();
+        assert_eq!(back, vec![last]);
     }
 
     #[test]

@@ -179,6 +179,7 @@ impl Writer {
                 Ok(()) => {
                     backoff = MIN_BACKOFF;
                     self.maybe_rotate();
+                    self.prepare_journal_window();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, backlog = self.pending.len(), "audit store write failed; records wait in the journal");
@@ -233,6 +234,17 @@ impl Writer {
         }
         *self.inner.last_error.lock() = None;
         Ok(())
+    }
+
+    fn prepare_journal_window(&self) {
+        let Some(next) = self.inner.head.lock().journal.next_window_due() else {
+            return;
+        };
+        match next.prepare() {
+            Ok(prepared) => self.inner.head.lock().journal.offer(prepared),
+            // Appends map their own window instead.
+            Err(e) => tracing::debug!(error = %e, "could not prepare the next audit journal window"),
+        }
     }
 
     fn maybe_checkpoint(&mut self, force: bool) {
