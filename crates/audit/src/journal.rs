@@ -241,7 +241,7 @@ impl Journal {
     pub(crate) fn rewrite(&mut self, keep: Option<&Record>, from: Option<u64>) -> Result<()> {
         let mut content = Vec::new();
         if let Some(r) = keep {
-            r.write_json_line(&mut content);
+            content.extend_from_slice(r.to_json_line().as_bytes());
             content.push(b'\n');
         }
         let kept = content.len() as u64;

@@ -24,6 +24,6 @@ pub use config::{Config, OnFailure, StoreKind};
 pub use error::{Error, Result};
 pub use event::{Event, Json, MaskedColumn, StatementOutcome};
 pub use log::{AuditLog, Stats};
-pub use record::{now_rfc3339, record_hash, Checkpoint, Hash, Record, GENESIS};
+pub use record::{now_rfc3339, record_hash, Checkpoint, Hash, Record, RecordRef, GENESIS};
 pub use tools::{Filter, Reader};
 pub use verify::{Problem, Report, VerifyOptions};

@@ -1,5 +1,6 @@
 //! `AuditLog`: the handle the gateway shares between sessions.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -13,7 +14,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::journal::{self, DirLock, Journal};
-use crate::record::{now_rfc3339, record_hash, Hash, Record, GENESIS};
+use crate::record::{record_hash, Hash, RecordRef, Timestamp, GENESIS};
 use crate::writer::{self, Recovered, WriterSettings};
 
 /// Counters for /metrics and /healthz.
@@ -36,10 +37,37 @@ pub struct Stats {
     pub healthy: bool,
 }
 
-/// A record on its way to the store, with where its journal line ends.
+/// A record on its way to the store: its journal line, which holds every field but the
+/// stream (the writer's own), the kind and the session id, which follows the line. One
+/// allocation per record, freed by the writer thread.
 pub(crate) struct Appended {
-    pub(crate) record: Record,
+    text: String,
+    at: Range<usize>,
+    event: Range<usize>,
+    /// Where the line ends and the session id (if any) begins.
+    line_end: usize,
+    has_session: bool,
+    kind: &'static str,
+    seq: u64,
+    prev_hash: Hash,
+    hash: Hash,
+    /// Where its line ends in the journal's history.
     pub(crate) journal_end: u64,
+}
+
+impl Appended {
+    pub(crate) fn record<'a>(&'a self, stream: &'a str) -> RecordRef<'a> {
+        RecordRef {
+            stream,
+            seq: self.seq,
+            at: &self.text[self.at.clone()],
+            prev_hash: &self.prev_hash,
+            hash: &self.hash,
+            kind: self.kind,
+            session: self.has_session.then(|| &self.text[self.line_end..]),
+            event: &self.text[self.event.clone()],
+        }
+    }
 }
 
 /// The chain head and the journal, behind the one lock `append` takes.
@@ -48,8 +76,6 @@ pub(crate) struct Head {
     pub(crate) seq: u64,
     pub(crate) hash: Hash,
     pub(crate) tx: Option<mpsc::Sender<Appended>>,
-    /// The journal line being built, kept to reuse its allocation.
-    line: Vec<u8>,
 }
 
 /// State shared with the writer thread.
@@ -165,7 +191,6 @@ impl AuditLog {
                 seq,
                 hash,
                 tx: Some(tx),
-                line: Vec::new(),
             }),
             appended: AtomicU64::new(0),
             last_seq: AtomicU64::new(seq),
@@ -195,9 +220,10 @@ impl AuditLog {
     /// this returns. Returns the record's sequence number. An error means the record was NOT
     /// kept: the caller should refuse the statement.
     pub fn append(&self, event: Event) -> Result<u64> {
-        let kind = event.kind().to_owned();
-        let session = event.session().map(str::to_owned);
-        let event = serde_json::to_string(&event)?;
+        let kind = event.kind();
+        let session = event.session();
+        let json = serde_json::to_string(&event)?;
+        let mut line = String::with_capacity(json.len() + 256 + session.map_or(0, str::len));
         let inner = &*self.inner;
         let mut head = inner.head.lock();
         let head = &mut *head;
@@ -206,22 +232,24 @@ impl AuditLog {
         }
         let seq = head.seq + 1;
         // Taken under the lock so times never go backwards along the chain.
-        let at = now_rfc3339();
-        let hash = record_hash(&inner.stream, seq, &at, &head.hash, &event);
-        let record = Record {
-            stream: inner.stream.clone(),
+        let at = Timestamp::now();
+        let at = at.as_str();
+        let prev_hash = head.hash;
+        let hash = record_hash(&inner.stream, seq, at, &prev_hash, &json);
+        let record = RecordRef {
+            stream: &inner.stream,
             seq,
             at,
-            prev_hash: head.hash,
-            hash,
+            prev_hash: &prev_hash,
+            hash: &hash,
             kind,
             session,
-            event,
+            event: &json,
         };
-        head.line.clear();
-        record.write_json_line(&mut head.line);
-        head.line.push(b'\n');
-        if let Err(e) = head.journal.write_line(&head.line) {
+        let spans = record.write_json_line(&mut line);
+        line.push('\n');
+        let line_end = line.len();
+        if let Err(e) = head.journal.write_line(line.as_bytes()) {
             let err = Error::io("writing audit journal", head.journal.path(), e);
             inner.journal_ok.store(false, Ordering::Relaxed);
             inner.set_error(&err);
@@ -235,8 +263,20 @@ impl AuditLog {
         // Sent under the lock so the writer sees records in order. If the writer is gone the
         // record is still in the journal and the next start moves it.
         if let Some(tx) = &head.tx {
-            let journal_end = head.journal.end();
-            if tx.send(Appended { record, journal_end }).is_err() {
+            line.push_str(session.unwrap_or_default());
+            let appended = Appended {
+                text: line,
+                at: spans.at,
+                event: spans.event,
+                line_end,
+                has_session: session.is_some(),
+                kind,
+                seq,
+                prev_hash,
+                hash,
+                journal_end: head.journal.end(),
+            };
+            if tx.send(appended).is_err() {
                 inner.set_error("audit writer thread has stopped; records stay in the journal");
             }
         }

@@ -29,6 +29,71 @@ pub struct Record {
     pub event: String,
 }
 
+/// A record's fields borrowed from wherever they live: what the stores write and the journal
+/// holds. The writer gets records in this form straight from the journal line, without an
+/// owned copy of each field.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    pub stream: &'a str,
+    pub seq: u64,
+    pub at: &'a str,
+    pub prev_hash: &'a Hash,
+    pub hash: &'a Hash,
+    pub kind: &'a str,
+    pub session: Option<&'a str>,
+    pub event: &'a str,
+}
+
+/// Where `at` and `event` ended up in a written line.
+pub(crate) struct LineSpans {
+    pub(crate) at: std::ops::Range<usize>,
+    pub(crate) event: std::ops::Range<usize>,
+}
+
+impl RecordRef<'_> {
+    pub fn to_record(&self) -> Record {
+        Record {
+            stream: self.stream.to_owned(),
+            seq: self.seq,
+            at: self.at.to_owned(),
+            prev_hash: *self.prev_hash,
+            hash: *self.hash,
+            kind: self.kind.to_owned(),
+            session: self.session.map(str::to_owned),
+            event: self.event.to_owned(),
+        }
+    }
+
+    /// [`Record::to_json_line`] appended to `out`, without the allocations of formatting.
+    pub(crate) fn write_json_line(&self, out: &mut String) -> LineSpans {
+        out.push_str("{\"stream\":");
+        if self.stream.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            out.push('"');
+            out.push_str(self.stream);
+            out.push('"');
+        } else {
+            // Serialising a string cannot fail.
+            out.push_str(&serde_json::to_string(self.stream).unwrap_or_default());
+        }
+        out.push_str(",\"seq\":");
+        out.push_str(itoa::Buffer::new().format(self.seq));
+        out.push_str(",\"at\":\"");
+        let at = out.len();
+        out.push_str(self.at);
+        let at = at..out.len();
+        out.push_str("\",\"prev_hash\":\"");
+        out.push_str(HashHex::new(self.prev_hash).as_str());
+        out.push_str("\",\"hash\":\"");
+        out.push_str(HashHex::new(self.hash).as_str());
+        out.push_str("\",\"event\":");
+        let event = out.len();
+        out.push_str(self.event);
+        let event = event..out.len();
+        out.push('}');
+        LineSpans { at, event }
+    }
+}
+
 /// A hash as lower-case hex, on the stack: `hex::encode` builds its string a char at a time,
 /// which showed up in profiles of the audit path.
 pub(crate) struct HashHex([u8; 64]);
@@ -70,30 +135,24 @@ impl Record {
         record_hash(&self.stream, seq, &self.at, &self.prev_hash, &self.event)
     }
 
-    /// One line of the journal and of `export --format jsonl`.
-    pub fn to_json_line(&self) -> String {
-        let mut out = Vec::with_capacity(self.event.len() + 256);
-        self.write_json_line(&mut out);
-        // Cannot fail: every piece written is UTF-8.
-        String::from_utf8(out).unwrap_or_default()
+    pub fn borrowed(&self) -> RecordRef<'_> {
+        RecordRef {
+            stream: &self.stream,
+            seq: self.seq,
+            at: &self.at,
+            prev_hash: &self.prev_hash,
+            hash: &self.hash,
+            kind: &self.kind,
+            session: self.session.as_deref(),
+            event: &self.event,
+        }
     }
 
-    /// [`Record::to_json_line`] appended to `out`, without the allocations of formatting.
-    pub fn write_json_line(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"stream\":");
-        // Writing a string into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, &self.stream);
-        out.extend_from_slice(b",\"seq\":");
-        out.extend_from_slice(itoa::Buffer::new().format(self.seq).as_bytes());
-        out.extend_from_slice(b",\"at\":\"");
-        out.extend_from_slice(self.at.as_bytes());
-        out.extend_from_slice(b"\",\"prev_hash\":\"");
-        out.extend_from_slice(HashHex::new(&self.prev_hash).as_str().as_bytes());
-        out.extend_from_slice(b"\",\"hash\":\"");
-        out.extend_from_slice(HashHex::new(&self.hash).as_str().as_bytes());
-        out.extend_from_slice(b"\",\"event\":");
-        out.extend_from_slice(self.event.as_bytes());
-        out.push(b'}');
+    /// One line of the journal and of `export --format jsonl`.
+    pub fn to_json_line(&self) -> String {
+        let mut out = String::with_capacity(self.event.len() + 256);
+        self.borrowed().write_json_line(&mut out);
+        out
     }
 
     /// Parses a line written by [`Record::to_json_line`], keeping the event text byte-exact.
@@ -197,7 +256,39 @@ impl Checkpoint {
 
 /// Now as RFC 3339 UTC with microseconds.
 pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    Timestamp::now().as_str().to_owned()
+}
+
+/// [`now_rfc3339`] on the stack, `2025-01-02T03:04:05.000006Z`. Every record takes one under
+/// the chain's lock, where formatting through `chrono`'s general formatter cost a visible
+/// share of an append.
+pub(crate) struct Timestamp([u8; 27]);
+
+impl Timestamp {
+    pub(crate) fn now() -> Timestamp {
+        use chrono::{Datelike as _, Timelike as _};
+        let t = chrono::Utc::now();
+        let mut b = *b"0000-00-00T00:00:00.000000Z";
+        let mut put = |at: usize, width: usize, mut v: u32| {
+            for i in (at..at + width).rev() {
+                b[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, t.year().clamp(0, 9999) as u32);
+        put(5, 2, t.month());
+        put(8, 2, t.day());
+        put(11, 2, t.hour());
+        put(14, 2, t.minute());
+        put(17, 2, t.second());
+        // A leap second shows as 59.999999 rather than widening the field.
+        put(20, 6, (t.nanosecond() / 1000).min(999_999));
+        Timestamp(b)
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -226,6 +317,9 @@ mod tests {
         let back = Record::from_json_line(&r.to_json_line()).unwrap();
         assert_eq!(back, r);
         assert_eq!(back.computed_hash_at(7), r.hash);
+        // A configured stream name may need escaping.
+        let odd = Record { stream: "east \"1\"\\x".into(), ..r };
+        assert_eq!(Record::from_json_line(&odd.to_json_line()).unwrap(), odd);
     }
 
     #[test]
@@ -239,6 +333,18 @@ mod tests {
         assert_ne!(record_hash("gw", 7, &r.at, &GENESIS, r.event.replace('1', "2").as_str()), base);
         // Moving bytes between fields must change the hash too.
         assert_ne!(record_hash("g", 7, &format!("w{}", r.at), &GENESIS, &r.event), base);
+    }
+
+    #[test]
+    fn timestamps_match_the_general_formatter() {
+        let before = chrono::Utc::now();
+        let ours = Timestamp::now();
+        let after = chrono::Utc::now();
+        let parsed = chrono::DateTime::parse_from_rfc3339(ours.as_str()).unwrap();
+        assert!(before.timestamp_micros() <= parsed.timestamp_micros());
+        assert!(parsed.timestamp_micros() <= after.timestamp_micros());
+        let general = parsed.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        assert_eq!(ours.as_str(), general);
     }
 
     #[test]

@@ -71,7 +71,6 @@ pub(crate) fn run(
         settings,
         rx,
         pending: VecDeque::new(),
-        pending_ends: VecDeque::new(),
         last,
         last_end,
         last_cp_seq,
@@ -119,7 +118,8 @@ fn recover(
                 )));
             }
             for chunk in new.chunks(settings.batch_max) {
-                store.insert(chunk)?;
+                let chunk: Vec<_> = chunk.iter().map(Record::borrowed).collect();
+                store.insert(&chunk)?;
             }
             tracing::info!(stream, records = new.len(), "replayed audit journal into the store");
         }
@@ -142,9 +142,7 @@ struct Writer {
     store: Box<dyn Store>,
     settings: WriterSettings,
     rx: mpsc::Receiver<Appended>,
-    pending: VecDeque<Record>,
-    /// Where each pending record's journal line ends.
-    pending_ends: VecDeque<u64>,
+    pending: VecDeque<Appended>,
     last: Option<Record>,
     /// Where `last`'s journal line ends.
     last_end: u64,
@@ -160,7 +158,7 @@ impl Writer {
             if self.pending.is_empty() {
                 match self.rx.recv_timeout(IDLE_TICK) {
                     Ok(a) => {
-                        self.push(a);
+                        self.pending.push_back(a);
                         // Group commit: the records are already durable in the journal, so
                         // waiting a moment costs nothing and turns a transaction (and a
                         // wake-up) per record into one per batch.
@@ -202,16 +200,11 @@ impl Writer {
         self.maybe_checkpoint(true);
     }
 
-    fn push(&mut self, a: Appended) {
-        self.pending.push_back(a.record);
-        self.pending_ends.push_back(a.journal_end);
-    }
-
     /// Takes everything waiting in the channel; true once every sender is gone.
     fn drain(&mut self) -> bool {
         loop {
             match self.rx.try_recv() {
-                Ok(a) => self.push(a),
+                Ok(a) => self.pending.push_back(a),
                 Err(TryRecvError::Empty) => return false,
                 Err(TryRecvError::Disconnected) => return true,
             }
@@ -221,12 +214,13 @@ impl Writer {
     fn commit(&mut self) -> Result<()> {
         while !self.pending.is_empty() {
             let n = self.pending.len().min(self.settings.batch_max);
-            let batch = &self.pending.make_contiguous()[..n];
-            self.store.insert(batch)?;
-            let last = batch[n - 1].clone();
-            self.pending.drain(..n);
-            if let Some(end) = self.pending_ends.drain(..n).next_back() {
-                self.last_end = end;
+            let stream = &self.settings.stream;
+            let batch: Vec<_> = self.pending.range(..n).map(|a| a.record(stream)).collect();
+            self.store.insert(&batch)?;
+            let last = batch[n - 1].to_record();
+            drop(batch);
+            if let Some(a) = self.pending.drain(..n).next_back() {
+                self.last_end = a.journal_end;
             }
             self.inner.mark_stored(last.seq);
             self.last = Some(last);

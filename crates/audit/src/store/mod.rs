@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::config::{Config, StoreKind};
 use crate::error::Result;
-use crate::record::{Checkpoint, Record};
+use crate::record::{Checkpoint, Record, RecordRef};
 
 pub use self::postgres::PostgresStore;
 pub use self::sqlite::SqliteStore;
@@ -104,7 +104,7 @@ pub(crate) const RECORD_COLUMNS: &str = "stream, seq, at, prev_hash, hash, kind,
 /// A place records are kept. Inserts are idempotent by (stream, seq).
 pub trait Store: Send {
     /// Writes all records in one transaction; ones already present are left alone.
-    fn insert(&mut self, records: &[Record]) -> Result<()>;
+    fn insert(&mut self, records: &[RecordRef<'_>]) -> Result<()>;
     fn last_record(&mut self, stream: &str) -> Result<Option<Record>>;
     fn insert_checkpoint(&mut self, cp: &Checkpoint) -> Result<()>;
     /// All checkpoints of a stream, oldest first.

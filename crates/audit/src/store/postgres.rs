@@ -7,7 +7,7 @@ use postgres::{Client, NoTls, Row};
 
 use super::{parse_stored_hash, Param, Query, Store, CHECKPOINTS, RECORDS, RECORD_COLUMNS};
 use crate::error::{Error, Result};
-use crate::record::{Checkpoint, HashHex, Record};
+use crate::record::{Checkpoint, HashHex, Record, RecordRef};
 
 /// Serializes schema creation when several gateways start at once.
 const SCHEMA_LOCK: i64 = 0x6472_6177_6175_6431;
@@ -88,16 +88,16 @@ fn row_to_record(row: &Row) -> Result<Record> {
 }
 
 impl Store for PostgresStore {
-    fn insert(&mut self, records: &[Record]) -> Result<()> {
+    fn insert(&mut self, records: &[RecordRef<'_>]) -> Result<()> {
         // One round trip per batch: arrays unnested server-side.
-        let streams: Vec<&str> = records.iter().map(|r| r.stream.as_str()).collect();
+        let streams: Vec<&str> = records.iter().map(|r| r.stream).collect();
         let seqs = records.iter().map(|r| seq_i64(r.seq)).collect::<Result<Vec<i64>>>()?;
-        let ats: Vec<&str> = records.iter().map(|r| r.at.as_str()).collect();
-        let prevs: Vec<String> = records.iter().map(|r| HashHex::new(&r.prev_hash).as_str().to_owned()).collect();
-        let hashes: Vec<String> = records.iter().map(|r| HashHex::new(&r.hash).as_str().to_owned()).collect();
-        let kinds: Vec<&str> = records.iter().map(|r| r.kind.as_str()).collect();
-        let sessions: Vec<Option<&str>> = records.iter().map(|r| r.session.as_deref()).collect();
-        let events: Vec<&str> = records.iter().map(|r| r.event.as_str()).collect();
+        let ats: Vec<&str> = records.iter().map(|r| r.at).collect();
+        let prevs: Vec<String> = records.iter().map(|r| HashHex::new(r.prev_hash).as_str().to_owned()).collect();
+        let hashes: Vec<String> = records.iter().map(|r| HashHex::new(r.hash).as_str().to_owned()).collect();
+        let kinds: Vec<&str> = records.iter().map(|r| r.kind).collect();
+        let sessions: Vec<Option<&str>> = records.iter().map(|r| r.session).collect();
+        let events: Vec<&str> = records.iter().map(|r| r.event).collect();
         self.client.execute(
             &format!(
                 "INSERT INTO {RECORDS} ({RECORD_COLUMNS})

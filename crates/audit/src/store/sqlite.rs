@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension as _};
 use super::{Param, Query, Store, CHECKPOINTS, RECORDS, RECORD_COLUMNS, SESSIONS};
 use crate::error::{Error, Result};
 use super::parse_stored_hash;
-use crate::record::{Checkpoint, HashHex, Record};
+use crate::record::{Checkpoint, HashHex, Record, RecordRef};
 
 pub struct SqliteStore {
     conn: Connection,
@@ -144,7 +144,7 @@ fn row_to_checkpoint(row: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
 }
 
 impl Store for SqliteStore {
-    fn insert(&mut self, records: &[Record]) -> Result<()> {
+    fn insert(&mut self, records: &[RecordRef<'_>]) -> Result<()> {
         let tx = self.conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(&format!(
@@ -158,14 +158,14 @@ impl Store for SqliteStore {
                     r.stream,
                     seq_i64(r.seq)?,
                     r.at,
-                    HashHex::new(&r.prev_hash).as_str(),
-                    HashHex::new(&r.hash).as_str(),
+                    HashHex::new(r.prev_hash).as_str(),
+                    HashHex::new(r.hash).as_str(),
                     r.kind,
                     r.session,
                     r.event
                 ])?;
-                if let Some(session) = r.session.as_deref() {
-                    let span = spans.entry((&r.stream, session)).or_insert((r.seq, r.seq));
+                if let Some(session) = r.session {
+                    let span = spans.entry((r.stream, session)).or_insert((r.seq, r.seq));
                     *span = (span.0.min(r.seq), span.1.max(r.seq));
                 }
             }
