@@ -37,9 +37,9 @@ pub struct Stats {
     pub healthy: bool,
 }
 
-/// A record on its way to the store: its journal line, which holds every field but the
-/// stream (the writer's own), the kind and the session id, which follows the line. One
-/// allocation per record, freed by the writer thread.
+/// A record on its way to the store: its journal line, then its session id. The line has
+/// every column but the stream (the writer's own), the kind (a constant) and the session id
+/// (inside the event's JSON, so copied after the line). One allocation per record.
 pub(crate) struct Appended {
     text: String,
     at: Range<usize>,
