@@ -162,8 +162,7 @@ impl Journal {
     /// makes the filesystem set the space aside now: a full disk is an error here instead of
     /// a fault in the middle of a copy.
     fn next_window(&mut self, end: u64) -> std::io::Result<Window> {
-        let page = rustix::param::page_size() as u64;
-        let at = self.bytes / page * page;
+        let at = self.last_page();
         let len = (end - at).div_ceil(WINDOW) * WINDOW;
         let file_len = self.file.metadata()?.len();
         if let Some(p) = self.prepared.take() {
@@ -195,6 +194,12 @@ impl Journal {
         Ok(())
     }
 
+    /// Where the page holding the end of the records starts: a window must start on a page.
+    fn last_page(&self) -> u64 {
+        let page = rustix::param::page_size() as u64;
+        self.bytes / page * page
+    }
+
     /// Where the next window should go, once the current one is half used and none is
     /// prepared yet. The caller maps it with [`NextWindow::prepare`] outside the chain's lock
     /// and hands it back with [`Journal::offer`].
@@ -210,7 +215,7 @@ impl Journal {
                 }
                 w_end.saturating_sub(OVERLAP).max(w.at)
             }
-            None => self.bytes / rustix::param::page_size() as u64 * rustix::param::page_size() as u64,
+            None => self.last_page(),
         };
         let file = self.file.try_clone().ok()?;
         Some(NextWindow { file, at, generation: self.generation })
