@@ -315,13 +315,21 @@ fn row_limit_two(up: &Upstream, agent: &Agent) -> GatewayBuilder {
         .http()
 }
 
-fn bounded_by_key(gw: &Gateway) -> u64 {
+fn metric(gw: &Gateway, name: &str) -> u64 {
     let (status, body) = gw.http_get("/metrics");
     assert_eq!(status, 200);
     body.lines()
-        .find_map(|l| l.strip_prefix("drawbridge_writes_bounded_by_key_total "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
-        .expect("metric present")
+        .unwrap_or_else(|| panic!("metric {name} present"))
+}
+
+fn bounded_by_key(gw: &Gateway) -> u64 {
+    metric(gw, "drawbridge_writes_bounded_by_key_total")
+}
+
+fn key_checks(gw: &Gateway, result: &str) -> u64 {
+    metric(gw, &format!("drawbridge_key_checks_total{{result=\"{result}\"}}"))
 }
 
 /// Key writes until one skips the guard (the background check of the keys has answered).
@@ -362,6 +370,8 @@ async fn keys_changed_outside_the_gateway_stop_vouching_within_the_check_interva
     tokio::time::sleep(Duration::from_millis(1200)).await;
     until_bounded(&gw, &a, "UPDATE keyed SET v = 2 WHERE id = 2", 1).await;
     let bounded = bounded_by_key(&gw);
+    assert!(key_checks(&gw, "confirmed") >= 1);
+    assert_eq!(key_checks(&gw, "changed"), 0);
 
     // A DBA's own connection drops the key and adds duplicates; the agent's session, open
     // all along, must go back to the guard.
@@ -370,6 +380,7 @@ async fn keys_changed_outside_the_gateway_stop_vouching_within_the_check_interva
          INSERT INTO keyed VALUES (3, 2, 0), (3, 2, 0);",
     );
     stays_guarded(&gw, &up, &a, 8, "id = 3", bounded).await;
+    assert!(key_checks(&gw, "changed") >= 1);
 
     // The key back: trusted again without a new session.
     up.admin("DELETE FROM keyed WHERE grp = 2; ALTER TABLE keyed ADD PRIMARY KEY (id);");
@@ -379,6 +390,8 @@ async fn keys_changed_outside_the_gateway_stop_vouching_within_the_check_interva
     // Renamed columns: `id` now names a column every row shares.
     up.admin("ALTER TABLE keyed RENAME COLUMN id TO old_id; ALTER TABLE keyed RENAME COLUMN grp TO id;");
     stays_guarded(&gw, &up, &a, 9, "id = 1", bounded).await;
+    assert!(key_checks(&gw, "changed") >= 2);
+    assert_eq!(key_checks(&gw, "failed"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

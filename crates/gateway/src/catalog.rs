@@ -257,6 +257,15 @@ impl FunctionCatalog for Functions {
     }
 }
 
+/// What asking the target about its unique keys found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// The same keys as at load.
+    Confirmed,
+    /// Different keys; the catalog was reloaded.
+    Changed,
+}
+
 pub struct Catalogs {
     by_target: Mutex<HashMap<String, Cached>>,
     /// Bumped at every invalidation: a load that straddles one may have read the schema
@@ -342,9 +351,9 @@ impl Catalogs {
 
     /// Asks the target, over an upstream session of the gateway's own, whether the keys the
     /// cached catalog knows still hold; reloads the catalog when they do not.
-    pub async fn check_keys(&self, target: &str, frames: &mut Frames<BoxIo>) -> Result<(), Error> {
+    pub async fn check_keys(&self, target: &str, frames: &mut Frames<BoxIo>) -> Result<Option<KeyCheck>, Error> {
         let generation = self.generation.load(Ordering::SeqCst);
-        let Some(current) = self.get(target) else { return Ok(()) };
+        let Some(current) = self.get(target) else { return Ok(None) };
         let mut fingerprint = None;
         query(target, frames, KEYS_FINGERPRINT, |c| fingerprint = Some(text(c[0]))).await?;
         if fingerprint.is_some() && fingerprint == current.keys_fingerprint {
@@ -355,11 +364,12 @@ impl Catalogs {
                     c.keys_checked = Instant::now();
                 }
             }
-            return Ok(());
+            return Ok(Some(KeyCheck::Confirmed));
         }
         tracing::info!(target, "unique keys changed outside the gateway; reloading the catalog");
         self.invalidate(target);
-        self.load(target, frames).await.map(drop)
+        self.load(target, frames).await?;
+        Ok(Some(KeyCheck::Changed))
     }
 
     /// The check [`Catalogs::settled`] asked for is over, whatever its outcome.

@@ -64,9 +64,20 @@ pub struct Metrics {
     pub masked_values: AtomicU64,
     /// Row-limited writes that ran unguarded because they pin a unique key.
     pub writes_bounded_by_key: AtomicU64,
+    pub key_checks: KeyChecks,
     /// Time from forwarding a message to the target's ReadyForQuery.
     pub latency: Histogram,
     statements: Mutex<BTreeMap<(String, String), Arc<AtomicU64>>>,
+}
+
+/// Checks of the targets' unique keys against the cached catalogs, by what they found.
+#[derive(Default)]
+pub struct KeyChecks {
+    pub confirmed: AtomicU64,
+    /// The keys differed and the catalog was reloaded.
+    pub changed: AtomicU64,
+    /// No answer (target down, timeout): key writes stay guarded.
+    pub failed: AtomicU64,
 }
 
 impl Metrics {
@@ -105,6 +116,12 @@ impl Metrics {
             "counter",
             self.writes_bounded_by_key.load(Ordering::Relaxed) as i64,
         );
+        let _ = writeln!(out, "# HELP drawbridge_key_checks_total Checks of a target's unique keys against the cached catalog, by result.");
+        let _ = writeln!(out, "# TYPE drawbridge_key_checks_total counter");
+        let k = &self.key_checks;
+        for (result, n) in [("confirmed", &k.confirmed), ("changed", &k.changed), ("failed", &k.failed)] {
+            let _ = writeln!(out, "drawbridge_key_checks_total{{result=\"{result}\"}} {}", n.load(Ordering::Relaxed));
+        }
         self.latency.render(
             "drawbridge_statement_duration_seconds",
             "Time from forwarding a message to the target's answer.",

@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::cancel::Cancels;
-use crate::catalog::{Catalog, Catalogs, Keys};
+use crate::catalog::{Catalog, Catalogs, KeyCheck, Keys};
 use crate::masking::SessionMasks;
 use std::collections::HashMap;
 use crate::config::Config;
@@ -298,10 +298,22 @@ impl Shared {
             checked
         };
         let limit = std::time::Duration::from_secs(self.config.server.connect_timeout_secs.max(1) * 3);
-        match tokio::time::timeout(limit, work).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(target = name, error = %e, "checking unique keys failed; key-bounded writes stay guarded"),
-            Err(_) => warn!(target = name, "checking unique keys timed out; key-bounded writes stay guarded"),
+        let counts = &self.metrics.key_checks;
+        let counter = match tokio::time::timeout(limit, work).await {
+            Ok(Ok(None)) => None,
+            Ok(Ok(Some(KeyCheck::Confirmed))) => Some(&counts.confirmed),
+            Ok(Ok(Some(KeyCheck::Changed))) => Some(&counts.changed),
+            Ok(Err(e)) => {
+                warn!(target = name, error = %e, "checking unique keys failed; key-bounded writes stay guarded");
+                Some(&counts.failed)
+            }
+            Err(_) => {
+                warn!(target = name, "checking unique keys timed out; key-bounded writes stay guarded");
+                Some(&counts.failed)
+            }
+        };
+        if let Some(c) = counter {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         self.catalogs.check_ended(name);
     }
