@@ -270,6 +270,48 @@ def test_refused_statement_keeps_session(urls, make_table, admin, prepare):
 
 
 @pytest.mark.gateway_only
+def test_prepared_statement_names_are_one_namespace(urls, make_table, admin):
+    """SQL PREPARE and protocol Parse name statements in one namespace at the target, and a
+    PREPARE or DEALLOCATE may fail there: the gateway must judge whatever body may run."""
+    from psycopg.pq import ExecStatus
+
+    table = make_table(rows=sample_rows(150))  # over the demo policy's row limit of 100
+    wipe = f"UPDATE {table} SET name = 'wiped' WHERE true".encode()
+
+    def refused(res):
+        return res.status == ExecStatus.FATAL_ERROR and b"drawbridge" in res.error_message
+
+    with psycopg.connect(urls["gateway"], autocommit=True) as conn:
+        pg = conn.pgconn
+        # A PREPARE the target rejects, then a Parse of the name with other text: refused, as
+        # the gateway cannot tell whether the target holds the name.
+        assert pg.exec_(b"PREPARE a AS SELECT * FROM no_such_table").status == ExecStatus.FATAL_ERROR
+        assert refused(pg.prepare(b"a", wipe))
+        # A Parse, then EXECUTE of its name: judged as the Parse's body.
+        assert pg.prepare(b"b", wipe).status == ExecStatus.COMMAND_OK
+        assert refused(pg.exec_(b"EXECUTE b"))
+        # Parse, DEALLOCATE, PREPARE with other text: neither Bind nor EXECUTE escapes the limit.
+        assert pg.prepare(b"c", b"SELECT 1").status == ExecStatus.COMMAND_OK
+        assert pg.exec_(b"DEALLOCATE c").status == ExecStatus.COMMAND_OK
+        assert pg.exec_(b"PREPARE c AS " + wipe).status == ExecStatus.COMMAND_OK
+        assert refused(pg.exec_prepared(b"c", []))
+        assert refused(pg.exec_(b"EXECUTE c"))
+        # A DEALLOCATE that never ran (its message failed first) frees nothing: a Parse of the
+        # name with other text is refused, and Bind still judges the first body.
+        assert pg.prepare(b"e", wipe).status == ExecStatus.COMMAND_OK
+        assert pg.exec_(b"SELECT 1/0; DEALLOCATE e").status == ExecStatus.FATAL_ERROR
+        assert refused(pg.prepare(b"e", b"SELECT 1"))
+        assert refused(pg.exec_prepared(b"e", []))
+        # The same text may be prepared again under its name.
+        assert pg.prepare(b"f", b"SELECT 2").status == ExecStatus.COMMAND_OK
+        assert pg.exec_(b"DEALLOCATE f").status == ExecStatus.COMMAND_OK
+        assert pg.prepare(b"f", b"SELECT 2").status == ExecStatus.COMMAND_OK
+        assert pg.exec_prepared(b"f", []).get_value(0, 0) == b"2"
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert admin.execute(f"SELECT count(*) FILTER (WHERE name = 'wiped') FROM {table}").fetchone() == (0,)
+
+
+@pytest.mark.gateway_only
 def test_refused_inside_transaction_then_rollback(urls, make_table, admin):
     table = make_table(rows=sample_rows(3))
     with psycopg.connect(urls["gateway"]) as conn:

@@ -16,6 +16,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -301,7 +302,11 @@ enum Prepared {
     /// for each execution with the values it will run with.
     /// `param_types`: the types Parse declared, when any is not left to the server.
     Allowed { judged: Arc<Judged>, id: u64, approval: Option<Arc<Approvable>>, param_types: Option<Arc<[u32]>> },
+    /// Refused here: the target never saw it, so the name is still free there.
     Refused(Arc<Vec<u8>>),
+    /// Made by SQL `PREPARE` (one namespace with Parse at the target). Its body is judged
+    /// at each `EXECUTE`; a Bind to it is refused.
+    SqlPrepared,
 }
 
 struct Approvable {
@@ -361,6 +366,8 @@ pub async fn run(
         statements: HashMap::new(),
         portals: HashMap::new(),
         sql_prepared: HashMap::new(),
+        names: HashMap::new(),
+        names_key: std::hash::RandomState::new(),
         masks: None,
         masks_policy: 0,
         ready_sent: 0,
@@ -424,9 +431,15 @@ struct Inbound<'a> {
     expect: &'a Mailbox,
     statements: HashMap<Vec<u8>, Prepared>,
     portals: HashMap<Vec<u8>, Prepared>,
-    /// `PREPARE name AS …` bodies, judged again at each EXECUTE: every body seen for the
-    /// name since it was last deallocated.
+    /// Bodies `EXECUTE name` may run, judged again at each EXECUTE: every body seen for the
+    /// name in this session (`PREPARE name AS …` or a Parse of the name).
     sql_prepared: HashMap<String, Vec<Statement>>,
+    /// Each statement name this session has prepared, with (a keyed hash of) the Parse text
+    /// it was made from; None for SQL `PREPARE`. Close and DEALLOCATE do not free a name
+    /// here: they may have been skipped after an error, and then the target keeps the old
+    /// statement. So a name can be prepared again only from the same text.
+    names: HashMap<Vec<u8>, Option<u64>>,
+    names_key: std::hash::RandomState,
     /// The masking this agent is under, for the policy version it was built from.
     masks: Option<Arc<SessionMasks>>,
     /// Address of the policy `masks` was built from.
@@ -522,11 +535,13 @@ impl Inbound<'_> {
                         }),
                     },
                     Some(Prepared::Refused(r)) => Prepared::Refused(r.clone()),
+                    Some(Prepared::SqlPrepared) => Prepared::Refused(sql_prepared_bind()),
                     None => Prepared::Refused(unknown_statement()),
                 };
                 match &judged {
                     Prepared::Allowed { .. } => self.out.extend_from_slice(frame),
                     Prepared::Refused(r) => self.refuse_in_batch(r.clone()),
+                    Prepared::SqlPrepared => self.refuse_in_batch(unknown_statement()),
                 }
                 self.portals.insert(b.portal.to_vec(), judged);
             }
@@ -836,6 +851,11 @@ impl Inbound<'_> {
         text: &[u8],
         param_types: Option<Arc<[u32]>>,
     ) -> Result<(), Error> {
+        let text_hash = Some(self.names_key.hash_one(text));
+        if !name.is_empty() && self.names.get(name).is_some_and(|h| *h != text_hash) {
+            self.refuse_in_batch(name_in_use(name));
+            return Ok(());
+        }
         let judged = self.judge(text);
         self.stats.statements += judged.analysis.statements.len() as u64;
         // A statement that needs approval is parsed as usual; approval is asked at each
@@ -861,15 +881,21 @@ impl Inbound<'_> {
                 _ => {
                     self.out.extend_from_slice(frame);
                     self.remember_sql_prepares(&judged.analysis);
+                    if !name.is_empty() {
+                        self.names.insert(name.to_vec(), text_hash);
+                        // SQL `EXECUTE name` runs it too.
+                        let bodies = self.sql_prepared.entry(String::from_utf8_lossy(name).into_owned()).or_default();
+                        for s in &judged.analysis.statements {
+                            if !bodies.contains(s) {
+                                bodies.push(s.clone());
+                            }
+                        }
+                    }
                     Prepared::Allowed { judged, id: ids.first().copied().unwrap_or(u64::MAX), approval, param_types }
                 }
             },
         };
-        // The target rejects a second Parse of an existing named statement, so the
-        // first stays the one that Bind will use.
-        if name.is_empty() || !self.statements.contains_key(name) {
-            self.statements.insert(name.to_vec(), entry);
-        }
+        self.statements.insert(name.to_vec(), entry);
         Ok(())
     }
 
@@ -995,7 +1021,8 @@ impl Inbound<'_> {
                 self.refuse_in_batch(r);
                 return Ok(());
             }
-            None => {
+            // Portals hold Allowed or Refused only.
+            Some(Prepared::SqlPrepared) | None => {
                 self.refuse_in_batch(unknown_statement());
                 return Ok(());
             }
@@ -1122,15 +1149,18 @@ impl Inbound<'_> {
                 if !bodies.contains(s) {
                     bodies.push(s.clone());
                 }
+                self.statements.insert(name.as_bytes().to_vec(), Prepared::SqlPrepared);
+                self.names.insert(name.as_bytes().to_vec(), None);
             }
+            // DEALLOCATE frees names made by Parse too. The bodies stay candidates for
+            // EXECUTE: it may not have run (an earlier statement of its message failed).
             match &s.deallocates {
                 Some(Some(name)) => {
-                    self.sql_prepared.remove(name);
+                    self.statements.remove(name.as_bytes());
                 }
                 Some(None) => {
-                    self.sql_prepared.clear();
+                    self.statements.clear();
                     if s.has(Operation::Discard) {
-                        self.statements.clear();
                         self.portals.clear();
                     }
                 }
@@ -1367,6 +1397,19 @@ fn analysis_refusal(e: &sql::Error) -> Verdict {
         _ => "42501",
     };
     refusal(code, format!("drawbridge: {e}"), None)
+}
+
+fn name_in_use(name: &[u8]) -> Arc<Vec<u8>> {
+    let msg = format!(
+        "drawbridge: blocked: prepared statement name \"{}\" was already used in this session for other text; use a new name",
+        String::from_utf8_lossy(name)
+    );
+    Arc::new(Builder::error("ERROR", "42P05", &msg, None))
+}
+
+fn sql_prepared_bind() -> Arc<Vec<u8>> {
+    let msg = "drawbridge: blocked: this statement was made by SQL PREPARE; run it with EXECUTE";
+    Arc::new(Builder::error("ERROR", "42501", msg, None))
 }
 
 fn unknown_statement() -> Arc<Vec<u8>> {
