@@ -312,6 +312,38 @@ def test_prepared_statement_names_are_one_namespace(urls, make_table, admin):
 
 
 @pytest.mark.gateway_only
+@pytest.mark.parametrize("sync_between", [True, False])
+def test_settings_change_is_seen_before_pipelined_sql(urls, make_table, admin, sync_between):
+    """With standard_conforming_strings off the target reads \\' as a quote; text sent right
+    behind the SET must not be judged as if the setting were still on."""
+    from psycopg.pq import ExecStatus
+
+    table = make_table(rows=sample_rows(3))
+    sneaky = f"SELECT 'a\\' , ' ; DROP TABLE {table}; -- '".encode()
+    with psycopg.connect(urls["gateway"], autocommit=True) as conn:
+        pg = conn.pgconn
+        pg.nonblocking = 0
+        pg.enter_pipeline_mode()
+        pg.send_query_params(b"SET standard_conforming_strings = off", None)
+        if sync_between:
+            pg.pipeline_sync()
+        pg.send_query_params(sneaky, None)
+        pg.pipeline_sync()
+        pg.flush()
+        results, syncs = [], 2 if sync_between else 1
+        while syncs:
+            res = pg.get_result()
+            if res is None:
+                continue
+            results.append(res)
+            if res.status == ExecStatus.PIPELINE_SYNC:
+                syncs -= 1
+        errors_ = [r.error_message for r in results if r.status == ExecStatus.FATAL_ERROR]
+        assert errors_ and b"drawbridge" in errors_[-1], [r.status for r in results]
+    assert admin.execute(f"SELECT count(*) FROM {table}").fetchone() == (3,)
+
+
+@pytest.mark.gateway_only
 def test_refused_inside_transaction_then_rollback(urls, make_table, admin):
     table = make_table(rows=sample_rows(3))
     with psycopg.connect(urls["gateway"]) as conn:

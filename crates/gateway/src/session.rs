@@ -368,6 +368,7 @@ pub async fn run(
         sql_prepared: HashMap::new(),
         names: HashMap::new(),
         names_key: std::hash::RandomState::new(),
+        settings_at: None,
         masks: None,
         masks_policy: 0,
         ready_sent: 0,
@@ -440,6 +441,9 @@ struct Inbound<'a> {
     /// statement. So a name can be prepared again only from the same text.
     names: HashMap<Vec<u8>, Option<u64>>,
     names_key: std::hash::RandomState,
+    /// An Execute that may change session settings was forwarded when this many answers
+    /// had been asked for; its effect is unknown until the target answers a later Sync.
+    settings_at: Option<u64>,
     /// The masking this agent is under, for the policy version it was built from.
     masks: Option<Arc<SessionMasks>>,
     /// Address of the policy `masks` was built from.
@@ -583,6 +587,11 @@ impl Inbound<'_> {
 
     /// Simple protocol: judge every statement; run all or none.
     async fn query(&mut self, frame: &[u8], text: &[u8]) -> Result<(), Error> {
+        if !self.settings_settled().await? {
+            self.stats.refused += 1;
+            self.refuse_query(Verdict::Refuse(settings_unsettled()));
+            return Ok(());
+        }
         let judged = self.judge(text);
         self.stats.statements += judged.analysis.statements.len() as u64;
         let ids = match self.record(&judged, text, "simple") {
@@ -717,6 +726,9 @@ impl Inbound<'_> {
     /// Writes an Execute; under masking, preceded by the gateway's own Describe of the
     /// portal, since the agent may not have asked for one and the plan needs it.
     fn forward_execute(&mut self, frame: &[u8], portal: &[u8], judged: &Judged, audit: Option<u64>) {
+        if changes_session_settings(&judged.analysis) {
+            self.settings_at = Some(self.ready_sent + ready_answers(&self.out));
+        }
         if let Some(m) = self.masking() {
             let source = self.source_of(&judged.analysis, 0);
             self.push_slot(SlotKind::Execute { described: false }, &m, source, audit);
@@ -851,6 +863,10 @@ impl Inbound<'_> {
         text: &[u8],
         param_types: Option<Arc<[u32]>>,
     ) -> Result<(), Error> {
+        if !self.settings_settled().await? {
+            self.refuse_in_batch(settings_unsettled());
+            return Ok(());
+        }
         let text_hash = Some(self.names_key.hash_one(text));
         if !name.is_empty() && self.names.get(name).is_some_and(|h| *h != text_hash) {
             self.refuse_in_batch(name_in_use(name));
@@ -1135,6 +1151,20 @@ impl Inbound<'_> {
         Ok(())
     }
 
+    /// Before more SQL text is judged: an Execute that may have changed how the target reads
+    /// SQL (client_encoding, standard_conforming_strings) must have been answered, which
+    /// needs a Sync after it. False: none was sent yet, so the text cannot be judged.
+    async fn settings_settled(&mut self) -> Result<bool, Error> {
+        let Some(at) = self.settings_at else { return Ok(true) };
+        if self.ready_sent + ready_answers(&self.out) <= at {
+            return Ok(false);
+        }
+        self.settings_at = None;
+        self.flush().await?;
+        self.barrier().await;
+        Ok(true)
+    }
+
     /// Waits until every earlier message has been answered; returns the transaction status.
     async fn barrier(&mut self) -> u8 {
         let (tx, rx) = oneshot::channel();
@@ -1405,6 +1435,11 @@ fn name_in_use(name: &[u8]) -> Arc<Vec<u8>> {
         String::from_utf8_lossy(name)
     );
     Arc::new(Builder::error("ERROR", "42P05", &msg, None))
+}
+
+fn settings_unsettled() -> Arc<Vec<u8>> {
+    let msg = "drawbridge: blocked: a statement that changes session settings must be followed by Sync before more SQL is sent";
+    Arc::new(Builder::error("ERROR", "42501", msg, None))
 }
 
 fn sql_prepared_bind() -> Arc<Vec<u8>> {
