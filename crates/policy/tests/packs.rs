@@ -19,7 +19,7 @@ fn check(file: &str, at_least: usize) {
 
 #[test]
 fn production_pack_cases() {
-    check("production.yaml", 40);
+    check("production.yaml", 75);
 }
 
 #[test]

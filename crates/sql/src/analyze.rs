@@ -21,11 +21,41 @@ pub(crate) const DYNAMIC_SQL: &[&str] = &[
     "query_to_xml_and_xmlschema",
     "cursor_to_xml",
     "cursor_to_xmlschema",
+    // Text search: `ts_stat(sqlquery [, weights])` and `ts_rewrite(query, select)` run
+    // their text argument through SPI.
+    "ts_stat",
+    "ts_rewrite",
     "dblink",
     "dblink_exec",
     "dblink_open",
     "dblink_send_query",
+    // tablefunc: crosstab runs its query texts; connectby pastes its (unquoted) relation
+    // and column arguments into a query it runs.
+    "crosstab",
+    "crosstab2",
+    "crosstab3",
+    "crosstab4",
+    "connectby",
+    // xml2: xpath_table pastes its relation and criteria arguments into a query it runs.
+    "xpath_table",
+    // Read whole tables named by their arguments, out of sight of the tables a rule or
+    // masking sees.
+    "table_to_xml",
+    "table_to_xmlschema",
+    "table_to_xml_and_xmlschema",
+    "schema_to_xml",
+    "schema_to_xmlschema",
+    "schema_to_xml_and_xmlschema",
+    "database_to_xml",
+    "database_to_xmlschema",
+    "database_to_xml_and_xmlschema",
 ];
+
+/// Whether a call of `name` with `args` arguments runs SQL text. `ts_rewrite` runs SQL
+/// only in its two-argument form; `ts_rewrite(query, target, substitute)` takes tsqueries.
+pub(crate) fn is_dynamic_sql(name: &str, args: usize) -> bool {
+    DYNAMIC_SQL.contains(&name) && !(name == "ts_rewrite" && args == 3)
+}
 
 /// Facts plus whether any fact was derived from a constant's value (such facts must not be
 /// shared between texts that differ only in constants).
@@ -390,7 +420,7 @@ impl<'a> Walker<'a> {
                 self.op(ctx, Operation::SetRole);
             }
         }
-        if DYNAMIC_SQL.contains(name) {
+        if is_dynamic_sql(name, fc.args.len()) {
             self.op(ctx, Operation::DynamicSql);
         }
     }
@@ -519,6 +549,11 @@ fn simple_op(kind: &str) -> Option<Operation> {
         "CommentStmt" => O::Comment,
         "ConstraintsSetStmt" => O::Set,
         "RuleStmt" => O::CreateOther,
+        // CREATE AGGREGATE / OPERATOR / COLLATION / TYPE / TEXT SEARCH …, CREATE TYPE … AS (…).
+        "DefineStmt" | "CompositeTypeStmt" => O::CreateOther,
+        // Creates foreign tables, as CREATE FOREIGN TABLE does.
+        "ImportForeignSchemaStmt" => O::CreateTable,
+        "SecLabelStmt" => O::AlterOther,
         k if k.starts_with("Create") && k.ends_with("Stmt") => O::CreateOther,
         k if k.starts_with("Alter") && k.ends_with("Stmt") => O::AlterOther,
         k if k.starts_with("Drop") && k.ends_with("Stmt") => O::DropOther,
@@ -653,6 +688,8 @@ fn object_name(t: i32) -> String {
         Ok(ObjectType::ObjectMatview) => "MATERIALIZED VIEW".into(),
         Ok(ObjectType::ObjectTsconfiguration) => "TEXT SEARCH CONFIGURATION".into(),
         Ok(ObjectType::ObjectTsdictionary) => "TEXT SEARCH DICTIONARY".into(),
+        Ok(ObjectType::ObjectTsparser) => "TEXT SEARCH PARSER".into(),
+        Ok(ObjectType::ObjectTstemplate) => "TEXT SEARCH TEMPLATE".into(),
         Ok(ObjectType::ObjectFdw) => "FOREIGN DATA WRAPPER".into(),
         Ok(ObjectType::ObjectForeignServer) => "SERVER".into(),
         Ok(ObjectType::ObjectOpclass) => "OPERATOR CLASS".into(),
@@ -742,6 +779,8 @@ fn command_tag(node: NodeRef<'_>) -> String {
         NodeRef::CreateEventTrigStmt(_) => "CREATE EVENT TRIGGER",
         NodeRef::CreateStatsStmt(_) => "CREATE STATISTICS",
         NodeRef::CompositeTypeStmt(_) | NodeRef::CreateEnumStmt(_) | NodeRef::CreateRangeStmt(_) => "CREATE TYPE",
+        NodeRef::DefineStmt(d) => return format!("CREATE {}", object_name(d.kind)),
+        NodeRef::SecLabelStmt(_) => "SECURITY LABEL",
         other => return words(walk::kind(&other)),
     };
     s.to_owned()

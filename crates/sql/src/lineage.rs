@@ -6,7 +6,7 @@
 //! follow it marks `opaque`. Recursion follows the tree, whose depth is bounded before
 //! parsing; total work is bounded separately (see `BUDGET`).
 
-use crate::analyze::DYNAMIC_SQL;
+use crate::analyze::is_dynamic_sql;
 use crate::facts::{ColumnSource, Lineage, Output, Relation, Sources};
 use crate::walk;
 use pg_query::protobuf::{self, Node, ReturningOptionKind, SetOperation};
@@ -872,7 +872,7 @@ impl<'a> Lin<'a> {
             _ => None,
         });
         // Functions that run SQL text read what the text says.
-        if name.is_some_and(|n| DYNAMIC_SQL.contains(&n)) {
+        if name.is_some_and(|n| is_dynamic_sql(n, f.args.len())) {
             src.opaque = true;
         }
         if let Some(over) = &f.over {

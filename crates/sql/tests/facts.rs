@@ -30,6 +30,16 @@ fn command_tags() {
         ("CREATE POLICY p ON t USING (true)", "CREATE POLICY"),
         ("CREATE USER u", "CREATE ROLE"),
         ("DEALLOCATE ALL", "DEALLOCATE ALL"),
+        ("CREATE OPERATOR ~~~ (LEFTARG = int4, RIGHTARG = int8, FUNCTION = f)", "CREATE OPERATOR"),
+        ("CREATE AGGREGATE a (int) (SFUNC = int4pl, STYPE = int)", "CREATE AGGREGATE"),
+        ("CREATE COLLATION c (locale = 'C')", "CREATE COLLATION"),
+        ("CREATE TYPE shell", "CREATE TYPE"),
+        ("CREATE TYPE pair AS (a int, b int)", "CREATE TYPE"),
+        ("CREATE TEXT SEARCH DICTIONARY d (TEMPLATE = simple)", "CREATE TEXT SEARCH DICTIONARY"),
+        ("CREATE TEXT SEARCH PARSER p (START = s, GETTOKEN = g, END = e, LEXTYPES = l)", "CREATE TEXT SEARCH PARSER"),
+        ("CREATE TEXT SEARCH TEMPLATE t (LEXIZE = l)", "CREATE TEXT SEARCH TEMPLATE"),
+        ("SECURITY LABEL ON TABLE t IS 'x'", "SECURITY LABEL"),
+        ("IMPORT FOREIGN SCHEMA r FROM SERVER s INTO public", "IMPORT FOREIGN SCHEMA"),
     ] {
         assert_eq!(one(sql).command, tag, "{sql}");
     }
@@ -181,5 +191,41 @@ fn pinned_columns_of_single_row_writes() {
         "PREPARE p AS DELETE FROM t WHERE id = $1",
     ] {
         assert_eq!(pins(sql), None, "{sql}");
+    }
+}
+
+/// Statements that change the schema count as DDL (the policy `ddl` category), never as
+/// the unclassified `other`.
+#[test]
+fn schema_changes_are_ddl_not_other() {
+    for sql in [
+        "CREATE OPERATOR public.~~~ (LEFTARG = int4, RIGHTARG = int8, FUNCTION = pg_terminate_backend)",
+        "CREATE AGGREGATE a (int) (SFUNC = int4pl, STYPE = int)",
+        "CREATE COLLATION c (provider = icu, locale = 'und')",
+        "CREATE TEXT SEARCH DICTIONARY d (TEMPLATE = simple)",
+        "CREATE TEXT SEARCH CONFIGURATION c (PARSER = default)",
+        "CREATE TEXT SEARCH PARSER p (START = s, GETTOKEN = g, END = e, LEXTYPES = l)",
+        "CREATE TEXT SEARCH TEMPLATE t (LEXIZE = l)",
+        "CREATE TYPE shell",
+        "CREATE TYPE b (INPUT = i, OUTPUT = o)",
+        "CREATE TYPE pair AS (a int, b int)",
+        "CREATE TYPE mood AS ENUM ('sad', 'ok')",
+        "CREATE TYPE r AS RANGE (SUBTYPE = int4)",
+        "SECURITY LABEL ON TABLE users IS 'x'",
+        "IMPORT FOREIGN SCHEMA remote LIMIT TO (t) FROM SERVER s INTO public",
+        "CREATE CAST (int AS text) WITH FUNCTION f(int)",
+        "CREATE OPERATOR CLASS c FOR TYPE int USING btree AS OPERATOR 1 <",
+        "ALTER OPERATOR ~~~ (int4, int8) OWNER TO bob",
+        "ALTER TEXT SEARCH CONFIGURATION c ADD MAPPING FOR word WITH simple",
+        "DROP OWNED BY bob",
+        "REASSIGN OWNED BY bob TO alice",
+        "CREATE ACCESS METHOD m TYPE INDEX HANDLER h",
+        "CREATE EVENT TRIGGER e ON ddl_command_start EXECUTE FUNCTION f()",
+        "CREATE PUBLICATION p FOR ALL TABLES",
+        "CREATE LANGUAGE plperlu",
+    ] {
+        let s = one(sql);
+        assert!(s.operations.iter().any(|o| o.is_ddl()), "{sql}: {:?}", s.operations);
+        assert!(!s.operations.contains(&drawbridge_sql::Operation::Other), "{sql}: {:?}", s.operations);
     }
 }

@@ -282,6 +282,10 @@ fn statements_without_result() {
 fn what_cannot_be_followed_is_opaque() {
     check("SELECT nothing_here", &["opaque"]);
     check("SELECT query_to_xml('select ssn from users', true, true, '')", &["opaque"]);
+    check("SELECT ts_rewrite('a'::tsquery, 'select q, s from secrets')", &["opaque"]);
+    check("SELECT word FROM ts_stat('SELECT to_tsvector(ssn) FROM users')", &["opaque"]);
+    check("SELECT table_to_xml('users', true, false, '')", &["opaque"]);
+    check("SELECT * FROM ts_stat('SELECT to_tsvector(ssn) FROM users')", &["*[]/?: opaque"]);
     // A name that no derived relation carries, with no base relation to fall back on.
     check("SELECT zz FROM (SELECT 1 AS a) s", &["opaque"]);
     // `q.x` with no relation q: field x of a column q.

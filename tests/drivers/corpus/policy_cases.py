@@ -61,6 +61,7 @@ COPY = "no-copy-program"
 OPAQUE = "no-opaque-code"
 ADMIN = "no-server-admin"
 DROP_COL = "no-drop-column"
+DESTROY = "no-destructive-functions"
 
 DESTRUCTIVE = [
     # --- TRUNCATE in every spelling -----------------------------------------------------------
@@ -212,6 +213,16 @@ DESTRUCTIVE = [
     deny("alter-table-rls", "ALTER TABLE users ENABLE ROW LEVEL SECURITY", DDL),
     deny("alter-sequence-restart", "ALTER SEQUENCE corpus_seq RESTART WITH 1000", DDL),
     deny("comment-on", "COMMENT ON TABLE users IS 'gone'", DDL),
+    deny("create-operator", "CREATE OPERATOR public.~~~ (LEFTARG = int4, RIGHTARG = int8, FUNCTION = pg_terminate_backend)",
+         DDL),
+    deny("create-aggregate", "CREATE AGGREGATE corpus_agg (int) (SFUNC = int4pl, STYPE = int)", DDL),
+    deny("create-collation", "CREATE COLLATION corpus_coll FROM \"C\"", DDL),
+    deny("create-ts-dictionary", "CREATE TEXT SEARCH DICTIONARY corpus_dict (TEMPLATE = simple)", DDL),
+    deny("create-ts-configuration", "CREATE TEXT SEARCH CONFIGURATION corpus_cfg (COPY = simple)", DDL),
+    deny("create-type-composite", "CREATE TYPE corpus_pair AS (a int, b int)", DDL),
+    deny("create-type-enum", "CREATE TYPE corpus_mood AS ENUM ('sad', 'ok')", DDL),
+    deny("create-type-shell", "CREATE TYPE corpus_shell", DDL),
+    deny("security-label", "SECURITY LABEL ON TABLE users IS 'x'", DDL),
     deny("ddl-after-select", "SELECT 1; CREATE TABLE corpus_new (id int)", DDL,
          parts=["SELECT 1", "CREATE TABLE corpus_new (id int)"]),
     # --- privileges, roles, ownership -----------------------------------------------------------
@@ -269,6 +280,10 @@ DESTRUCTIVE = [
          OPAQUE),
     deny("dblink", "SELECT * FROM dblink('dbname=app', 'DELETE FROM users') AS t(x text)", OPAQUE),
     deny("dblink-exec", "SELECT dblink_exec('dbname=app', 'DROP TABLE users')", OPAQUE),
+    deny("ts-stat", "SELECT * FROM ts_stat('SELECT to_tsvector(pg_cancel_backend(pg_backend_pid())::text)')", OPAQUE),
+    deny("ts-stat-qualified", "SELECT * FROM pg_catalog.ts_stat('SELECT to_tsvector(''a'')', 'a')", OPAQUE),
+    deny("ts-rewrite-select", "SELECT ts_rewrite('a'::tsquery, 'SELECT ''a''::tsquery, ''b''::tsquery')", OPAQUE),
+    deny("query-to-xmlschema", "SELECT query_to_xmlschema('SELECT pg_reload_conf()', true, true, '')", OPAQUE),
     # --- server administration ------------------------------------------------------------------
     deny("pg-read-file", "SELECT pg_read_file('/etc/passwd')", ADMIN),
     deny("pg-read-file-unicode", "SELECT U&\"pg_read_fil\\0065\"('/etc/passwd')", ADMIN),
@@ -296,6 +311,13 @@ DESTRUCTIVE = [
     deny("alter-system", "ALTER SYSTEM SET log_statement = 'none'", ADMIN),
     deny("alter-system-reset", "alter system reset all", ADMIN),
     deny("load", "LOAD 'auto_explain'", ADMIN),
+    # --- functions that destroy or rewind data, with no row limit since the statement is a SELECT
+    deny("lo-unlink-all", "SELECT count(lo_unlink(oid)) FROM pg_largeobject_metadata", DESTROY),
+    deny("lo-truncate", "SELECT lo_truncate(lo_open(oid, 131072), 0) FROM pg_largeobject_metadata", DESTROY),
+    deny("lo-put", "SELECT lo_put(oid, 0, '\\x00') FROM pg_largeobject_metadata", DESTROY),
+    deny("setval", "SELECT setval('corpus_seq', 1)", DESTROY),
+    deny("setval-qualified", "SELECT pg_catalog.setval('corpus_seq', 1, false)", DESTROY),
+    deny("setval-unicode", "SELECT U&\"s\\0065tval\"('corpus_seq', 5)", DESTROY),
     # --- settings that would let a later message mean something else ---------------------------
     deny("after-scs-off", "SELECT '\\'' ; DELETE FROM orders ; --'",
          setup=["SET standard_conforming_strings = off"], msg="standard_conforming_strings", reconnect=True),
@@ -356,7 +378,8 @@ BENIGN = [
     allow("call-procedure", "CALL corpus_noop()"),
     allow("nextval", "SELECT nextval('corpus_seq') > 0", rows=[(True,)]),
     allow("nextval-unicode", "SELECT U&\"n\\0065xtval\"('corpus_seq') > 0", rows=[(True,)]),
-    allow("setval-unicode", "SELECT U&\"s\\0065tval\"('corpus_seq', 5)", rows=[(5,)]),
+    allow("ts-rewrite-tsqueries", "SELECT ts_rewrite('a & b'::tsquery, 'a'::tsquery, 'c'::tsquery)::text",
+          rows=[("'b' & 'c'",)]),
     allow("currval-after-nextval", "SELECT currval('corpus_seq') > 0", setup=["SELECT nextval('corpus_seq')"],
           rows=[(True,)]),
     allow("set-config-harmless", "SELECT set_config('application_name', 'corpus', false)", rows=[("corpus",)]),
