@@ -664,6 +664,21 @@ def _sql_prepared(conn, binary):
     return rows
 
 
+def test_masking_holds_after_refused_batches(gw, db):
+    """A batch whose Bind and Execute are both refused gets one ReadyForQuery; the results
+    after it must still be matched to their masking plans."""
+    from psycopg.pq import ExecStatus
+
+    with gw.connect() as conn:
+        conn.autocommit = True
+        for _ in range(3):
+            res = conn.pgconn.exec_prepared(b"no_such_statement", [])
+            assert res.status == ExecStatus.FATAL_ERROR and b"drawbridge" in res.error_message
+        for prepare in (False, True):
+            email = conn.execute("SELECT email FROM people WHERE id = 1", prepare=prepare).fetchone()[0]
+            assert email != "alice.martin@example.com", email
+
+
 @pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
 def test_sql_prepare_execute(gw, db, binary):
     """EXECUTE's result has the lineage of the statement PREPARE named."""

@@ -302,6 +302,27 @@ def test_prepared_statement_names_are_one_namespace(urls, make_table, admin):
         assert pg.exec_(b"SELECT 1/0; DEALLOCATE e").status == ExecStatus.FATAL_ERROR
         assert refused(pg.prepare(b"e", b"SELECT 1"))
         assert refused(pg.exec_prepared(b"e", []))
+        # The unnamed statement: a Parse skipped after an error leaves the older statement
+        # there, so a Bind in a later batch must not be judged as the skipped text.
+        assert pg.prepare(b"boom", b"SELECT 1/0").status == ExecStatus.COMMAND_OK
+        assert pg.prepare(b"", wipe).status == ExecStatus.COMMAND_OK
+        pg.nonblocking = 0
+        pg.enter_pipeline_mode()
+        pg.send_query_prepared(b"boom", None)
+        pg.send_prepare(b"", b"SELECT 1")
+        pg.pipeline_sync()
+        pg.flush()
+        statuses = []
+        while ExecStatus.PIPELINE_SYNC not in statuses:
+            res = pg.get_result()
+            if res is not None:
+                statuses.append(res.status)
+        pg.exit_pipeline_mode()
+        assert ExecStatus.FATAL_ERROR in statuses
+        assert refused(pg.exec_prepared(b"", []))
+        assert pg.prepare(b"", b"SELECT 3").status == ExecStatus.COMMAND_OK
+        res = pg.exec_prepared(b"", [])
+        assert res.get_value(0, 0) == b"3", res.error_message
         # The same text may be prepared again under its name.
         assert pg.prepare(b"f", b"SELECT 2").status == ExecStatus.COMMAND_OK
         assert pg.exec_(b"DEALLOCATE f").status == ExecStatus.COMMAND_OK

@@ -63,6 +63,9 @@ struct Flags {
     /// ReadyForQuery that answers it (0: none pending). The first idle ReadyForQuery from
     /// there on ends the change.
     schema_change_at: AtomicU64,
+    /// One more than the number of ReadyForQuery seen before the latest ErrorResponse: the
+    /// batch it ended, in the numbering of `Inbound::ready_sent` (0: none yet).
+    failed_batch: AtomicU64,
 }
 
 /// However a session ends, a schema change it had under way is over (committed or rolled
@@ -346,6 +349,7 @@ pub async fn run(
         bytes_to_client: AtomicU64::new(0),
         client_done: AtomicBool::new(false),
         schema_change_at: AtomicU64::new(0),
+        failed_batch: AtomicU64::new(0),
     };
     let _settle = Settle { flags: &flags, catalogs: &shared.catalogs, target: &target };
     let (client_r, client_w) = tokio::io::split(client.io);
@@ -369,6 +373,7 @@ pub async fn run(
         names: HashMap::new(),
         names_key: std::hash::RandomState::new(),
         settings_at: None,
+        unnamed_batch: 0,
         masks: None,
         masks_policy: 0,
         ready_sent: 0,
@@ -444,6 +449,8 @@ struct Inbound<'a> {
     /// An Execute that may change session settings was forwarded when this many answers
     /// had been asked for; its effect is unknown until the target answers a later Sync.
     settings_at: Option<u64>,
+    /// The batch (answers asked for before it) of the latest Parse of the unnamed statement.
+    unnamed_batch: u64,
     /// The masking this agent is under, for the policy version it was built from.
     masks: Option<Arc<SessionMasks>>,
     /// Address of the policy `masks` was built from.
@@ -528,6 +535,11 @@ impl Inbound<'_> {
             }
             frontend::BIND => {
                 let b = frontend::bind(body)?;
+                if b.statement.is_empty() && !self.unnamed_parse_ran().await? {
+                    self.refuse_in_batch(unnamed_uncertain());
+                    self.portals.insert(b.portal.to_vec(), Prepared::Refused(unnamed_uncertain()));
+                    return Ok(true);
+                }
                 let judged = match self.statements.get(b.statement) {
                     Some(Prepared::Allowed { judged, id, approval, param_types }) => Prepared::Allowed {
                         judged: judged.clone(),
@@ -867,6 +879,9 @@ impl Inbound<'_> {
             self.refuse_in_batch(settings_unsettled());
             return Ok(());
         }
+        if name.is_empty() {
+            self.unnamed_batch = self.ready_sent + ready_answers(&self.out);
+        }
         let text_hash = Some(self.names_key.hash_one(text));
         if !name.is_empty() && self.names.get(name).is_some_and(|h| *h != text_hash) {
             self.refuse_in_batch(name_in_use(name));
@@ -1165,6 +1180,20 @@ impl Inbound<'_> {
         Ok(true)
     }
 
+    /// Whether the target holds the unnamed statement the gateway judged last. A Parse after
+    /// an error in its batch is skipped, leaving an older statement under the name; a Bind
+    /// in the same batch is skipped with it, but one in a later batch is not.
+    async fn unnamed_parse_ran(&mut self) -> Result<bool, Error> {
+        if self.ready_sent + ready_answers(&self.out) == self.unnamed_batch {
+            return Ok(true);
+        }
+        // Flush: the target may hold answers to this batch's earlier messages back until Sync.
+        self.out.extend_from_slice(&Builder::flush());
+        self.flush().await?;
+        self.barrier().await;
+        Ok(self.flags.failed_batch.load(Ordering::SeqCst) <= self.unnamed_batch)
+    }
+
     /// Waits until every earlier message has been answered; returns the transaction status.
     async fn barrier(&mut self) -> u8 {
         let (tx, rx) = oneshot::channel();
@@ -1442,6 +1471,11 @@ fn settings_unsettled() -> Arc<Vec<u8>> {
     Arc::new(Builder::error("ERROR", "42501", msg, None))
 }
 
+fn unnamed_uncertain() -> Arc<Vec<u8>> {
+    let msg = "drawbridge: blocked: an error may have skipped the last Parse of the unnamed statement; parse it again";
+    Arc::new(Builder::error("ERROR", "42501", msg, None))
+}
+
 fn sql_prepared_bind() -> Arc<Vec<u8>> {
     let msg = "drawbridge: blocked: this statement was made by SQL PREPARE; run it with EXECUTE";
     Arc::new(Builder::error("ERROR", "42501", msg, None))
@@ -1660,6 +1694,12 @@ impl Outbound<'_> {
     }
 
     fn decide(&mut self, tag: u8, pos: usize, total: usize) -> Result<Action, Error> {
+        self.decide_frame(tag, pos, total, false)
+    }
+
+    /// `again`: this ReadyForQuery was seen already (it is being given to the next
+    /// expectation), so it is not counted twice.
+    fn decide_frame(&mut self, tag: u8, pos: usize, total: usize, again: bool) -> Result<Action, Error> {
         match tag {
             backend::PARAMETER_STATUS => {
                 let (k, v) = backend::parameter_status(self.body(pos, total))?;
@@ -1674,7 +1714,7 @@ impl Outbound<'_> {
             b'A' => return Ok(Action::Forward), // NotificationResponse
             _ => {}
         }
-        if tag == backend::READY_FOR_QUERY {
+        if tag == backend::READY_FOR_QUERY && !again {
             // Counted always: a slot names the ReadyForQuery count its result follows.
             self.ready_seen += 1;
         }
@@ -1694,6 +1734,7 @@ impl Outbound<'_> {
         };
         if tag == backend::ERROR_RESPONSE {
             self.batch.failed = true;
+            self.flags.failed_batch.store(self.ready_seen + 1, Ordering::SeqCst);
         }
         if !self.tracking.is_empty() {
             let guarded = match self.queue.front() {
@@ -1734,7 +1775,7 @@ impl Outbound<'_> {
                 // The batch had already failed, so the target skipped the refused message
                 // without an error of its own; the ReadyForQuery belongs to what follows.
                 self.queue.pop_front();
-                return self.decide(tag, pos, total);
+                return self.decide_frame(tag, pos, total, true);
             }
             Some(Expect::ReplaceError(_)) => Action::Forward,
             Some(Expect::Guard { .. }) if tag == backend::COMMAND_COMPLETE => {
