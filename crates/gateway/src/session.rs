@@ -446,7 +446,7 @@ struct Inbound<'a> {
     /// statement. So a name can be prepared again only from the same text.
     names: HashMap<Vec<u8>, Option<u64>>,
     names_key: std::hash::RandomState,
-    /// An Execute that may change session settings was forwarded when this many answers
+    /// An Execute that may change how SQL is read was forwarded when this many answers
     /// had been asked for; its effect is unknown until the target answers a later Sync.
     settings_at: Option<u64>,
     /// The batch (answers asked for before it) of the latest Parse of the unnamed statement.
@@ -738,7 +738,7 @@ impl Inbound<'_> {
     /// Writes an Execute; under masking, preceded by the gateway's own Describe of the
     /// portal, since the agent may not have asked for one and the plan needs it.
     fn forward_execute(&mut self, frame: &[u8], portal: &[u8], judged: &Judged, audit: Option<u64>) {
-        if changes_session_settings(&judged.analysis) {
+        if judged.analysis.statements.iter().any(|s| s.changes_lexing || s.has(Operation::Discard)) {
             self.settings_at = Some(self.ready_sent + ready_answers(&self.out));
         }
         if let Some(m) = self.masking() {
@@ -1467,7 +1467,7 @@ fn name_in_use(name: &[u8]) -> Arc<Vec<u8>> {
 }
 
 fn settings_unsettled() -> Arc<Vec<u8>> {
-    let msg = "drawbridge: blocked: a statement that changes session settings must be followed by Sync before more SQL is sent";
+    let msg = "drawbridge: blocked: a statement that changes client_encoding or standard_conforming_strings must be followed by Sync before more SQL is sent";
     Arc::new(Builder::error("ERROR", "42501", msg, None))
 }
 

@@ -20,6 +20,7 @@ pub(crate) fn stmt(command: &str, ops: &[Operation]) -> Statement {
         result: None,
         pinned: None,
         copy: None,
+        changes_lexing: false,
     }
 }
 

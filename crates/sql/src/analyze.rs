@@ -51,6 +51,11 @@ pub(crate) const DYNAMIC_SQL: &[&str] = &[
     "database_to_xml_and_xmlschema",
 ];
 
+/// Settings that change how the target reads SQL text.
+fn is_lexing_setting(name: &str) -> bool {
+    name == "client_encoding" || name == "standard_conforming_strings"
+}
+
 /// Whether a call of `name` with `args` arguments runs SQL text. `ts_rewrite` runs SQL
 /// only in its two-argument form; `ts_rewrite(query, target, substitute)` takes tsqueries.
 pub(crate) fn is_dynamic_sql(name: &str, args: usize) -> bool {
@@ -147,6 +152,7 @@ impl<'a> Walker<'a> {
                 result: None,
                 pinned: None,
                 copy: None,
+                changes_lexing: false,
             },
             tables: Vec::new(),
             stack: Vec::new(),
@@ -410,6 +416,9 @@ impl<'a> Walker<'a> {
                 Some(NodeEnum::AConst(c)) => match &c.val {
                     Some(a_const::Val::Sval(s)) => {
                         let v = s.sval.to_ascii_lowercase();
+                        if is_lexing_setting(&v) {
+                            self.st.changes_lexing = true;
+                        }
                         v != "role" && v != "session_authorization"
                     }
                     _ => false,
@@ -469,6 +478,9 @@ impl<'a> Walker<'a> {
         use Operation as O;
         let kind = VariableSetKind::try_from(v.kind).unwrap_or(VariableSetKind::Undefined);
         let name = v.name.to_ascii_lowercase();
+        if kind == VariableSetKind::VarResetAll || is_lexing_setting(&name) {
+            self.st.changes_lexing = true;
+        }
         match kind {
             VariableSetKind::VarReset | VariableSetKind::VarResetAll => self.op(ctx, O::Reset),
             VariableSetKind::VarSetMulti => {

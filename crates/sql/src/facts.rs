@@ -257,6 +257,10 @@ pub struct Statement {
     /// `COPY … TO`: the options that shape its data lines.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub copy: Option<CopyOptions>,
+    /// Sets or resets `client_encoding` or `standard_conforming_strings` (SET, SET NAMES,
+    /// RESET ALL, set_config): the target may read later SQL text differently.
+    #[serde(skip)]
+    pub changes_lexing: bool,
 }
 
 /// A top-level UPDATE or DELETE of one relation (no WITH, FROM or USING) whose WHERE clause

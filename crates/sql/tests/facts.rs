@@ -229,3 +229,22 @@ fn schema_changes_are_ddl_not_other() {
         assert!(!s.operations.contains(&drawbridge_sql::Operation::Other), "{sql}: {:?}", s.operations);
     }
 }
+
+#[test]
+fn settings_that_change_how_sql_is_read() {
+    for q in [
+        "SET standard_conforming_strings = off",
+        "SET SESSION standard_conforming_strings TO on",
+        "SET NAMES 'SJIS'",
+        "SET client_encoding = 'UTF8'",
+        "RESET client_encoding",
+        "RESET ALL",
+        "SELECT set_config('standard_conforming_strings', 'off', false)",
+        "SELECT pg_catalog.set_config('CLIENT_ENCODING', 'BIG5', false)",
+    ] {
+        assert!(one(q).changes_lexing, "{q}");
+    }
+    for q in ["SET work_mem = '8MB'", "RESET statement_timeout", "SELECT set_config('app.user', 'x', true)", "SELECT 1"] {
+        assert!(!one(q).changes_lexing, "{q}");
+    }
+}
