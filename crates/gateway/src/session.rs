@@ -1458,6 +1458,11 @@ fn analysis_refusal(e: &sql::Error) -> Verdict {
     refusal(code, format!("drawbridge: {e}"), None)
 }
 
+/// An ErrorResponse for a message the gateway does not pass on.
+fn blocked(msg: &str) -> Arc<Vec<u8>> {
+    Arc::new(Builder::error("ERROR", "42501", msg, None))
+}
+
 fn name_in_use(name: &[u8]) -> Arc<Vec<u8>> {
     let msg = format!(
         "drawbridge: blocked: prepared statement name \"{}\" was already used in this session for other text; use a new name",
@@ -1467,23 +1472,19 @@ fn name_in_use(name: &[u8]) -> Arc<Vec<u8>> {
 }
 
 fn settings_unsettled() -> Arc<Vec<u8>> {
-    let msg = "drawbridge: blocked: a statement that changes client_encoding or standard_conforming_strings must be followed by Sync before more SQL is sent";
-    Arc::new(Builder::error("ERROR", "42501", msg, None))
+    blocked("drawbridge: blocked: a statement that changes client_encoding or standard_conforming_strings must be followed by Sync before more SQL is sent")
 }
 
 fn unnamed_uncertain() -> Arc<Vec<u8>> {
-    let msg = "drawbridge: blocked: an error may have skipped the last Parse of the unnamed statement; parse it again";
-    Arc::new(Builder::error("ERROR", "42501", msg, None))
+    blocked("drawbridge: blocked: an error may have skipped the last Parse of the unnamed statement; parse it again")
 }
 
 fn sql_prepared_bind() -> Arc<Vec<u8>> {
-    let msg = "drawbridge: blocked: this statement was made by SQL PREPARE; run it with EXECUTE";
-    Arc::new(Builder::error("ERROR", "42501", msg, None))
+    blocked("drawbridge: blocked: this statement was made by SQL PREPARE; run it with EXECUTE")
 }
 
 fn unknown_statement() -> Arc<Vec<u8>> {
-    let msg = "drawbridge: blocked: the prepared statement or portal is unknown to the gateway";
-    Arc::new(Builder::error("ERROR", "42501", msg, None))
+    blocked("drawbridge: blocked: the prepared statement or portal is unknown to the gateway")
 }
 
 fn over_limit(judged: &Judged, rows: Option<u64>, limit: u64) -> Arc<Vec<u8>> {
