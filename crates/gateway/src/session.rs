@@ -882,8 +882,9 @@ impl Inbound<'_> {
         if name.is_empty() {
             self.unnamed_batch = self.ready_sent + ready_answers(&self.out);
         }
-        let text_hash = Some(self.names_key.hash_one(text));
-        if !name.is_empty() && self.names.get(name).is_some_and(|h| *h != text_hash) {
+        // Only named statements need it: the unnamed one is parsed afresh for most queries.
+        let text_hash = (!name.is_empty()).then(|| self.names_key.hash_one(text));
+        if text_hash.is_some() && self.names.get(name).is_some_and(|h| *h != text_hash) {
             self.refuse_in_batch(name_in_use(name));
             return Ok(());
         }
