@@ -217,6 +217,11 @@ fn check_explains_and_exits_by_decision() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("row-limit") && out.contains("100 rows"), "{out}");
 
+    // What the gateway refuses because it cannot count the rows, `check` refuses too.
+    let (code, out, err) = check(&[], "WITH d AS (DELETE FROM users WHERE id < 10 RETURNING id) SELECT count(*) FROM d");
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("row-limit") && out.contains("cannot be counted"), "{out}");
+
     let (code, out, err) = check(&[], "/* hi */ truncate users");
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(out.contains("operations: truncate"), "{out}");

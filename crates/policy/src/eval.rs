@@ -268,6 +268,16 @@ impl<'a, 'c> Evaluation<'a, 'c> {
             used.insert(0, r);
         }
         match uncovered {
+            // A limit is enforced by counting what the command tag reports, which misses rows
+            // changed inside a data-modifying CTE or under EXPLAIN ANALYZE.
+            None if max_rows.is_some() && !self.stmt.rows_countable => Decision {
+                effect: Effect::Deny,
+                rules: used.into_iter().take(1).collect(),
+                reason: crate::UNCOUNTABLE.into(),
+                max_rows: None,
+                cacheable: self.cacheable,
+                approval: None,
+            },
             None => Decision {
                 effect: Effect::Allow,
                 reason: if used.is_empty() {

@@ -25,6 +25,11 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Rule name of the decision when no rule allows an operation.
+/// Why a statement under a row limit is refused when its command tag does not count every row
+/// it changes.
+pub const UNCOUNTABLE: &str = "the rows this statement changes cannot be counted exactly (data-modifying CTE or \
+                               EXPLAIN ANALYZE), so its row limit cannot be enforced";
+
 pub const DEFAULT_DENY: &str = "default-deny";
 
 /// Default evaluation deadline of one CEL condition.
