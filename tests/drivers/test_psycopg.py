@@ -333,6 +333,79 @@ def test_prepared_statement_names_are_one_namespace(urls, make_table, admin):
 
 
 @pytest.mark.gateway_only
+def test_freed_statement_names_can_be_prepared_again(urls, make_table, admin):
+    """Once the target has answered a Close or DEALLOCATE without an error, its name is free
+    for other text; a Close skipped after an error frees nothing."""
+    from psycopg.pq import ExecStatus
+
+    table = make_table(rows=sample_rows(150))  # over the demo policy's row limit of 100
+    wipe = f"UPDATE {table} SET name = 'wiped' WHERE true".encode()
+    ok = ExecStatus.COMMAND_OK
+
+    def refused(res):
+        return res.status == ExecStatus.FATAL_ERROR and b"drawbridge" in res.error_message
+
+    def value(res):
+        assert res.status == ExecStatus.TUPLES_OK, res.error_message
+        return res.get_value(0, 0)
+
+    with psycopg.connect(urls["gateway"], autocommit=True) as conn:
+        pg = conn.pgconn
+        # Protocol Close, SQL DEALLOCATE, DEALLOCATE ALL.
+        assert pg.prepare(b"g", b"SELECT 1").status == ok
+        assert pg.close_prepared(b"g").status == ok
+        assert pg.prepare(b"g", b"SELECT 2").status == ok
+        assert value(pg.exec_prepared(b"g", [])) == b"2"
+        assert pg.exec_(b"DEALLOCATE g").status == ok
+        assert pg.prepare(b"g", b"SELECT 3").status == ok
+        assert value(pg.exec_prepared(b"g", [])) == b"3"
+        assert pg.exec_(b"DEALLOCATE ALL").status == ok
+        assert pg.exec_(b"PREPARE g AS SELECT 4").status == ok
+        assert value(pg.exec_(b"EXECUTE g")) == b"4"
+        assert pg.exec_(b"DEALLOCATE g").status == ok
+        # A driver that names statements by counter, closing old ones, never runs out.
+        for i in range(50):
+            name = f"auto_{i % 5}".encode()
+            assert pg.prepare(name, f"SELECT {i}".encode()).status == ok
+            assert value(pg.exec_prepared(name, [])) == str(i).encode()
+            assert pg.close_prepared(name).status == ok
+
+        # A Close after an error in its batch is skipped: the name keeps its first body.
+        assert pg.prepare(b"boom", b"SELECT 1/0").status == ok
+        assert pg.prepare(b"w", wipe).status == ok
+        pg.nonblocking = 0
+        pg.enter_pipeline_mode()
+        pg.send_query_prepared(b"boom", None)
+        pg.send_close_prepared(b"w")
+        pg.pipeline_sync()
+        # A Close not yet answered frees nothing either.
+        pg.send_close_prepared(b"boom")
+        pg.send_prepare(b"boom", b"SELECT 5")
+        pg.pipeline_sync()
+        pg.flush()
+        results, syncs = [], 2
+        while syncs:
+            res = pg.get_result()
+            if res is None:
+                continue
+            results.append(res)
+            if res.status == ExecStatus.PIPELINE_SYNC:
+                syncs -= 1
+        pg.exit_pipeline_mode()
+        assert results[0].status == ExecStatus.FATAL_ERROR and b"division by zero" in results[0].error_message
+        assert any(refused(r) for r in results), [r.status for r in results]
+        assert refused(pg.prepare(b"w", b"SELECT 1"))
+        assert refused(pg.exec_prepared(b"w", []))
+        # The refusal failed the second batch too, so its Close counts as skipped; a Close on
+        # its own frees the name.
+        assert refused(pg.prepare(b"boom", b"SELECT 6"))
+        assert pg.close_prepared(b"boom").status == ok
+        assert pg.prepare(b"boom", b"SELECT 6").status == ok
+        assert value(pg.exec_prepared(b"boom", [])) == b"6"
+    assert admin.execute(f"SELECT count(*) FILTER (WHERE name = 'wiped') FROM {table}").fetchone() == (0,)
+
+
+@pytest.mark.gateway_only
 @pytest.mark.parametrize("sync_between", [True, False])
 def test_settings_change_is_seen_before_pipelined_sql(urls, make_table, admin, sync_between):
     """With standard_conforming_strings off the target reads \\' as a quote; text sent right

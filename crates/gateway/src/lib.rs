@@ -10,6 +10,7 @@ mod masking;
 mod conn;
 mod limiter;
 mod ops;
+mod prepared;
 mod server;
 mod session;
 mod shards;

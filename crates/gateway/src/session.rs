@@ -16,7 +16,6 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -32,6 +31,7 @@ use wire::{backend, frontend, Builder};
 use crate::catalog::{Catalog, Catalogs};
 use crate::conn::{BoxIo, Frames};
 use crate::masking::{ResultMask, SessionMasks};
+use crate::prepared::{Answers, Names};
 use crate::server::{DecisionKey, DecisionKeyRef, Shared};
 use crate::Error;
 
@@ -63,9 +63,9 @@ struct Flags {
     /// ReadyForQuery that answers it (0: none pending). The first idle ReadyForQuery from
     /// there on ends the change.
     schema_change_at: AtomicU64,
-    /// One more than the number of ReadyForQuery seen before the latest ErrorResponse: the
-    /// batch it ended, in the numbering of `Inbound::ready_sent` (0: none yet).
-    failed_batch: AtomicU64,
+    /// Which batches the target has answered and which failed, in the numbering of
+    /// `Inbound::ready_sent`.
+    answers: Answers,
 }
 
 /// However a session ends, a schema change it had under way is over (committed or rolled
@@ -309,7 +309,7 @@ enum Prepared {
     Refused(Arc<Vec<u8>>),
     /// Made by SQL `PREPARE` (one namespace with Parse at the target). Its body is judged
     /// at each `EXECUTE`; a Bind to it is refused.
-    SqlPrepared,
+    BySql,
 }
 
 struct Approvable {
@@ -349,7 +349,7 @@ pub async fn run(
         bytes_to_client: AtomicU64::new(0),
         client_done: AtomicBool::new(false),
         schema_change_at: AtomicU64::new(0),
-        failed_batch: AtomicU64::new(0),
+        answers: Answers::default(),
     };
     let _settle = Settle { flags: &flags, catalogs: &shared.catalogs, target: &target };
     let (client_r, client_w) = tokio::io::split(client.io);
@@ -369,9 +369,7 @@ pub async fn run(
         expect: &mailbox,
         statements: HashMap::new(),
         portals: HashMap::new(),
-        sql_prepared: HashMap::new(),
-        names: HashMap::new(),
-        names_key: std::hash::RandomState::new(),
+        names: Names::default(),
         settings_at: None,
         unnamed_batch: 0,
         masks: None,
@@ -437,15 +435,8 @@ struct Inbound<'a> {
     expect: &'a Mailbox,
     statements: HashMap<Vec<u8>, Prepared>,
     portals: HashMap<Vec<u8>, Prepared>,
-    /// Bodies `EXECUTE name` may run, judged again at each EXECUTE: every body seen for the
-    /// name in this session (`PREPARE name AS …` or a Parse of the name).
-    sql_prepared: HashMap<String, Vec<Statement>>,
-    /// Each statement name this session has prepared, with (a keyed hash of) the Parse text
-    /// it was made from; None for SQL `PREPARE`. Close and DEALLOCATE do not free a name
-    /// here: they may have been skipped after an error, and then the target keeps the old
-    /// statement. So a name can be prepared again only from the same text.
-    names: HashMap<Vec<u8>, Option<u64>>,
-    names_key: std::hash::RandomState,
+    /// The statement names the target may hold, and the bodies `EXECUTE name` may run.
+    names: Names,
     /// An Execute that may change how SQL is read was forwarded when this many answers
     /// had been asked for; its effect is unknown until the target answers a later Sync.
     settings_at: Option<u64>,
@@ -551,13 +542,13 @@ impl Inbound<'_> {
                         }),
                     },
                     Some(Prepared::Refused(r)) => Prepared::Refused(r.clone()),
-                    Some(Prepared::SqlPrepared) => Prepared::Refused(sql_prepared_bind()),
+                    Some(Prepared::BySql) => Prepared::Refused(sql_prepared_bind()),
                     None => Prepared::Refused(unknown_statement()),
                 };
                 match &judged {
                     Prepared::Allowed { .. } => self.out.extend_from_slice(frame),
                     Prepared::Refused(r) => self.refuse_in_batch(r.clone()),
-                    Prepared::SqlPrepared => self.refuse_in_batch(unknown_statement()),
+                    Prepared::BySql => self.refuse_in_batch(unknown_statement()),
                 }
                 self.portals.insert(b.portal.to_vec(), judged);
             }
@@ -566,6 +557,11 @@ impl Inbound<'_> {
                 let (kind, name) = frontend::target(body, "Close")?;
                 if kind == b'S' {
                     self.statements.remove(name);
+                    if !name.is_empty() {
+                        self.names.settle(&self.flags.answers);
+                        let batch = self.ready_sent + ready_answers(&self.out);
+                        self.names.freed(Some(name), batch, &self.flags.answers);
+                    }
                 } else {
                     self.portals.remove(name);
                 }
@@ -604,6 +600,8 @@ impl Inbound<'_> {
             self.refuse_query(Verdict::Refuse(settings_unsettled()));
             return Ok(());
         }
+        // Frees the target has carried out: `EXECUTE name` is judged against fewer bodies.
+        self.names.settle(&self.flags.answers);
         let judged = self.judge(text);
         self.stats.statements += judged.analysis.statements.len() as u64;
         let ids = match self.record(&judged, text, "simple") {
@@ -621,6 +619,8 @@ impl Inbound<'_> {
         if !matches!(judged.verdict, Verdict::Refuse(_)) {
             self.before_schema_change(&judged);
         }
+        // The batch the Query runs in, when it goes out as it came.
+        let mut batch = None;
         match &judged.verdict {
             Verdict::Refuse(r) => {
                 self.stats.refused += 1;
@@ -639,6 +639,7 @@ impl Inbound<'_> {
                     self.send(Expect::Track(*id, now));
                 }
                 self.send(Expect::Sync(now));
+                batch = Some(self.ready_sent + ready_answers(&self.out));
                 self.forward_query(frame, &judged, &ids);
             }
             v if v.limited() && !self.single_rows(&judged, &[]) => self.guarded_query(frame, &judged, &ids).await?,
@@ -648,10 +649,11 @@ impl Inbound<'_> {
                     self.send(Expect::Track(*id, now));
                 }
                 self.send(Expect::Sync(Instant::now()));
+                batch = Some(self.ready_sent + ready_answers(&self.out));
                 self.forward_query(frame, &judged, &ids);
             }
         }
-        self.remember_sql_prepares(&judged.analysis);
+        self.remember_sql_prepares(&judged.analysis, batch);
         if changes_session_settings(&judged.analysis) {
             // A setting that changes how SQL is read (client_encoding,
             // standard_conforming_strings) must be seen before the next message is judged.
@@ -708,10 +710,10 @@ impl Inbound<'_> {
         let s = analysis.statements.get(i)?;
         match &s.executes {
             None => Some((analysis.clone(), i)),
-            Some(name) => match self.sql_prepared.get(name).map(Vec::as_slice) {
-                Some([body]) => Some((Arc::new(Analysis { statements: vec![body.clone()] }), 0)),
-                _ => None,
-            },
+            Some(name) => {
+                let body = self.names.only_body(name)?;
+                Some((Arc::new(Analysis { statements: vec![body.clone()] }), 0))
+            }
         }
     }
 
@@ -883,11 +885,18 @@ impl Inbound<'_> {
             self.unnamed_batch = self.ready_sent + ready_answers(&self.out);
         }
         // Only named statements need it: the unnamed one is parsed afresh for most queries.
-        let text_hash = (!name.is_empty()).then(|| self.names_key.hash_one(text));
-        if text_hash.is_some() && self.names.get(name).is_some_and(|h| *h != text_hash) {
-            self.refuse_in_batch(name_in_use(name));
-            return Ok(());
-        }
+        let text_key = if name.is_empty() {
+            None
+        } else {
+            self.names.settle(&self.flags.answers);
+            match self.names.parse_key(name, text) {
+                Some(k) => Some(k),
+                None => {
+                    self.refuse_in_batch(name_in_use(name));
+                    return Ok(());
+                }
+            }
+        };
         let judged = self.judge(text);
         self.stats.statements += judged.analysis.statements.len() as u64;
         // A statement that needs approval is parsed as usual; approval is asked at each
@@ -912,16 +921,10 @@ impl Inbound<'_> {
                 }
                 _ => {
                     self.out.extend_from_slice(frame);
-                    self.remember_sql_prepares(&judged.analysis);
-                    if !name.is_empty() {
-                        self.names.insert(name.to_vec(), text_hash);
+                    self.remember_sql_prepares(&judged.analysis, None);
+                    if let Some(key) = text_key {
                         // SQL `EXECUTE name` runs it too.
-                        let bodies = self.sql_prepared.entry(String::from_utf8_lossy(name).into_owned()).or_default();
-                        for s in &judged.analysis.statements {
-                            if !bodies.contains(s) {
-                                bodies.push(s.clone());
-                            }
-                        }
+                        self.names.parsed(name, key, &judged.analysis.statements);
                     }
                     Prepared::Allowed { judged, id: ids.first().copied().unwrap_or(u64::MAX), approval, param_types }
                 }
@@ -1054,7 +1057,7 @@ impl Inbound<'_> {
                 return Ok(());
             }
             // Portals hold Allowed or Refused only.
-            Some(Prepared::SqlPrepared) | None => {
+            Some(Prepared::BySql) | None => {
                 self.refuse_in_batch(unknown_statement());
                 return Ok(());
             }
@@ -1192,7 +1195,7 @@ impl Inbound<'_> {
         self.out.extend_from_slice(&Builder::flush());
         self.flush().await?;
         self.barrier().await;
-        Ok(self.flags.failed_batch.load(Ordering::SeqCst) <= self.unnamed_batch)
+        Ok(!self.flags.answers.failed_since(self.unnamed_batch))
     }
 
     /// Waits until every earlier message has been answered; returns the transaction status.
@@ -1202,18 +1205,16 @@ impl Inbound<'_> {
         rx.await.unwrap_or(b'E')
     }
 
-    fn remember_sql_prepares(&mut self, analysis: &Analysis) {
+    /// Notes the PREPAREs and DEALLOCATEs of forwarded SQL. `batch`: the simple Query's, whose
+    /// statements run in it; `None` for a Parse, whose statements run at some later Execute.
+    fn remember_sql_prepares(&mut self, analysis: &Analysis, batch: Option<u64>) {
         for s in &analysis.statements {
             if let Some(name) = &s.prepares {
-                let bodies = self.sql_prepared.entry(name.clone()).or_default();
-                if !bodies.contains(s) {
-                    bodies.push(s.clone());
-                }
-                self.statements.insert(name.as_bytes().to_vec(), Prepared::SqlPrepared);
-                self.names.insert(name.as_bytes().to_vec(), None);
+                self.names.prepared(name, s, batch.is_some());
+                self.statements.insert(name.as_bytes().to_vec(), Prepared::BySql);
             }
-            // DEALLOCATE frees names made by Parse too. The bodies stay candidates for
-            // EXECUTE: it may not have run (an earlier statement of its message failed).
+            // DEALLOCATE frees names made by Parse too. The gateway forgets them only once
+            // the target has answered without an error (an earlier statement may fail).
             match &s.deallocates {
                 Some(Some(name)) => {
                     self.statements.remove(name.as_bytes());
@@ -1225,6 +1226,9 @@ impl Inbound<'_> {
                     }
                 }
                 None => {}
+            }
+            if let (Some(name), Some(batch)) = (&s.deallocates, batch) {
+                self.names.freed(name.as_deref().map(str::as_bytes), batch, &self.flags.answers);
             }
         }
     }
@@ -1304,7 +1308,7 @@ impl Inbound<'_> {
                 cacheable = false;
                 let candidates: Vec<&Statement> = match here.get(name.as_str()) {
                     Some(v) => v.clone(),
-                    None => self.sql_prepared.get(name).map(|v| v.iter().collect()).unwrap_or_default(),
+                    None => self.names.bodies(name).collect(),
                 };
                 if candidates.is_empty() {
                     d = Decision {
@@ -1416,16 +1420,11 @@ fn verdict_of(decisions: &[Decision], countable: &[bool]) -> Verdict {
     }
     let mut limits = Vec::with_capacity(decisions.len());
     for (d, counts) in decisions.iter().zip(countable) {
+        // The policy refuses such a statement by itself; this also covers an EXECUTE, whose
+        // limit and countability come from several bodies.
         if d.max_rows.is_some() && !counts {
             let rule = d.rules.first().map(String::as_str).unwrap_or("");
-            return refusal(
-                "42501",
-                format!(
-                    "drawbridge: blocked by rule {rule}: the rows this statement changes cannot be counted exactly \
-                     (data-modifying CTE or EXPLAIN ANALYZE), so its row limit cannot be enforced"
-                ),
-                None,
-            );
+            return refusal("42501", format!("drawbridge: blocked by rule {rule}: {}", policy::UNCOUNTABLE), None);
         }
         limits.push(d.max_rows);
     }
@@ -1719,6 +1718,7 @@ impl Outbound<'_> {
         if tag == backend::READY_FOR_QUERY && !again {
             // Counted always: a slot names the ReadyForQuery count its result follows.
             self.ready_seen += 1;
+            self.flags.answers.ready(self.ready_seen);
         }
         let mut drop_completion = false;
         if self.strict_from.is_some() || !self.slots.is_empty() {
@@ -1736,7 +1736,7 @@ impl Outbound<'_> {
         };
         if tag == backend::ERROR_RESPONSE {
             self.batch.failed = true;
-            self.flags.failed_batch.store(self.ready_seen + 1, Ordering::SeqCst);
+            self.flags.answers.error(self.ready_seen);
         }
         if !self.tracking.is_empty() {
             let guarded = match self.queue.front() {
