@@ -38,6 +38,10 @@ pub(crate) const DYNAMIC_SQL: &[&str] = &[
     "connectby",
     // xml2: xpath_table pastes its relation and criteria arguments into a query it runs.
     "xpath_table",
+    // pg_background runs its text in a background worker; pg_cron's per-database variant
+    // (its other entry points are in SQL_SCHEDULERS).
+    "pg_background_launch",
+    "schedule_in_database",
     // Read whole tables named by their arguments, out of sight of the tables a rule or
     // masking sees.
     "table_to_xml",
@@ -56,10 +60,15 @@ fn is_lexing_setting(name: &str) -> bool {
     name == "client_encoding" || name == "standard_conforming_strings"
 }
 
-/// Whether a call of `name` with `args` arguments runs SQL text. `ts_rewrite` runs SQL
-/// only in its two-argument form; `ts_rewrite(query, target, substitute)` takes tsqueries.
-pub(crate) fn is_dynamic_sql(name: &str, args: usize) -> bool {
-    DYNAMIC_SQL.contains(&name) && !(name == "ts_rewrite" && args == 3)
+/// Extension functions that queue SQL text to run later in another session (pg_cron),
+/// matched with their schema: their bare names are common words.
+const SQL_SCHEDULERS: &[(&str, &str)] = &[("cron", "schedule"), ("cron", "alter_job")];
+
+/// Whether a call of `schema.name` with `args` arguments runs SQL text. `ts_rewrite` runs
+/// SQL only in its two-argument form; `ts_rewrite(query, target, substitute)` takes tsqueries.
+pub(crate) fn is_dynamic_sql(schema: Option<&str>, name: &str, args: usize) -> bool {
+    (DYNAMIC_SQL.contains(&name) && !(name == "ts_rewrite" && args == 3))
+        || schema.is_some_and(|s| SQL_SCHEDULERS.contains(&(s, name)))
 }
 
 /// Facts plus whether any fact was derived from a constant's value (such facts must not be
@@ -429,7 +438,7 @@ impl<'a> Walker<'a> {
                 self.op(ctx, Operation::SetRole);
             }
         }
-        if is_dynamic_sql(name, fc.args.len()) {
+        if is_dynamic_sql(schema.as_deref(), name, fc.args.len()) {
             self.op(ctx, Operation::DynamicSql);
         }
     }

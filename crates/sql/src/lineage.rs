@@ -867,12 +867,14 @@ impl<'a> Lin<'a> {
 
     fn func_call(&mut self, f: &'a protobuf::FuncCall) -> Sources {
         let mut src = self.children(NodeRef::FuncCall(f));
-        let name = f.funcname.last().and_then(|n| match &n.node {
+        let part = |n: &'a protobuf::Node| match &n.node {
             Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
             _ => None,
-        });
+        };
+        let name = f.funcname.last().and_then(part);
+        let schema = f.funcname.len().checked_sub(2).and_then(|i| f.funcname.get(i)).and_then(part);
         // Functions that run SQL text read what the text says.
-        if name.is_some_and(|n| is_dynamic_sql(n, f.args.len())) {
+        if name.is_some_and(|n| is_dynamic_sql(schema, n, f.args.len())) {
             src.opaque = true;
         }
         if let Some(over) = &f.over {

@@ -191,6 +191,11 @@ const FOUND: &[(&str, &[O])] = &[
     ("SELECT query_to_xmlschema('DELETE FROM users', true, true, '')", &[O::DynamicSql]),
     ("SELECT query_to_xml_and_xmlschema('DELETE FROM users', true, true, '')", &[O::DynamicSql]),
     ("SELECT * FROM crosstab('SELECT pg_terminate_backend(1), 1, 1') AS t(a int, b int)", &[O::DynamicSql]),
+    ("SELECT cron.schedule('0 3 * * *', 'DROP TABLE users')", &[O::DynamicSql]),
+    ("SELECT cron.schedule('nightly', '0 3 * * *', $$DELETE FROM orders$$)", &[O::DynamicSql]),
+    ("SELECT cron.alter_job(1, command => 'TRUNCATE users')", &[O::DynamicSql]),
+    ("SELECT cron.schedule_in_database('j', '* * * * *', 'DROP TABLE users', 'app')", &[O::DynamicSql]),
+    ("SELECT pg_background_launch('DELETE FROM users')", &[O::DynamicSql]),
     ("SELECT * FROM connectby('users; DROP TABLE x', 'id', 'parent', '1', 0) AS t(a int, b int, c int)", &[O::DynamicSql]),
     ("SELECT * FROM xpath_table('id', 'doc', 'docs', '/a', 'true') AS t(id int, a text)", &[O::DynamicSql]),
     ("INSERT INTO users VALUES (1) ON CONFLICT (id) DO UPDATE SET a = 2", &[O::Insert, O::Update]),
@@ -202,6 +207,9 @@ const FOUND: &[(&str, &[O])] = &[
 const NOT_FOUND: &[(&str, &[O])] = &[
     ("SELECT * FROM t WHERE action = 'delete'", &[O::Delete, O::DeleteWithoutWhere]),
     ("SELECT 'DROP TABLE users'", &[O::DropTable]),
+    // Only pg_cron's schema makes these names job schedulers.
+    ("SELECT schedule('0 3 * * *', 'weekly')", &[O::DynamicSql]),
+    ("SELECT app.alter_job(1, 'x')", &[O::DynamicSql]),
     ("SELECT 'x; DELETE FROM users'", &[O::Delete]),
     ("SELECT $$DELETE FROM users$$", &[O::Delete]),
     ("SELECT $tag$ DROP TABLE users $tag$", &[O::DropTable]),
