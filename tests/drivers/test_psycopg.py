@@ -311,12 +311,7 @@ def test_prepared_statement_names_are_one_namespace(urls, make_table, admin):
         pg.send_query_prepared(b"boom", None)
         pg.send_prepare(b"", b"SELECT 1")
         pg.pipeline_sync()
-        pg.flush()
-        statuses = []
-        while ExecStatus.PIPELINE_SYNC not in statuses:
-            res = pg.get_result()
-            if res is not None:
-                statuses.append(res.status)
+        statuses = [r.status for r in pipeline_results(pg, syncs=1)]
         pg.exit_pipeline_mode()
         assert ExecStatus.FATAL_ERROR in statuses
         assert refused(pg.exec_prepared(b"", []))
@@ -330,6 +325,22 @@ def test_prepared_statement_names_are_one_namespace(urls, make_table, admin):
         assert pg.exec_prepared(b"f", []).get_value(0, 0) == b"2"
         assert conn.execute("SELECT 1").fetchone() == (1,)
     assert admin.execute(f"SELECT count(*) FILTER (WHERE name = 'wiped') FROM {table}").fetchone() == (0,)
+
+
+def pipeline_results(pg, syncs):
+    """Flushes a libpq pipeline and reads results through its `syncs`-th Sync."""
+    from psycopg.pq import ExecStatus
+
+    pg.flush()
+    results = []
+    while syncs:
+        res = pg.get_result()
+        if res is None:
+            continue
+        results.append(res)
+        if res.status == ExecStatus.PIPELINE_SYNC:
+            syncs -= 1
+    return results
 
 
 @pytest.mark.gateway_only
@@ -382,15 +393,7 @@ def test_freed_statement_names_can_be_prepared_again(urls, make_table, admin):
         pg.send_close_prepared(b"boom")
         pg.send_prepare(b"boom", b"SELECT 5")
         pg.pipeline_sync()
-        pg.flush()
-        results, syncs = [], 2
-        while syncs:
-            res = pg.get_result()
-            if res is None:
-                continue
-            results.append(res)
-            if res.status == ExecStatus.PIPELINE_SYNC:
-                syncs -= 1
+        results = pipeline_results(pg, syncs=2)
         pg.exit_pipeline_mode()
         assert results[0].status == ExecStatus.FATAL_ERROR and b"division by zero" in results[0].error_message
         assert any(refused(r) for r in results), [r.status for r in results]
@@ -423,15 +426,7 @@ def test_settings_change_is_seen_before_pipelined_sql(urls, make_table, admin, s
             pg.pipeline_sync()
         pg.send_query_params(sneaky, None)
         pg.pipeline_sync()
-        pg.flush()
-        results, syncs = [], 2 if sync_between else 1
-        while syncs:
-            res = pg.get_result()
-            if res is None:
-                continue
-            results.append(res)
-            if res.status == ExecStatus.PIPELINE_SYNC:
-                syncs -= 1
+        results = pipeline_results(pg, syncs=2 if sync_between else 1)
         errors_ = [r.error_message for r in results if r.status == ExecStatus.FATAL_ERROR]
         assert errors_ and b"drawbridge" in errors_[-1], [r.status for r in results]
     assert admin.execute(f"SELECT count(*) FROM {table}").fetchone() == (3,)

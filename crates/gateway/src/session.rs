@@ -40,6 +40,10 @@ pub use policy::Principal;
 /// Replaces a refused message at the target: it cannot parse, so it cannot do anything.
 const POISON: &str = "drawbridge refused";
 
+/// The target tells statement and portal names apart by their first 63 bytes only
+/// (NAMEDATALEN - 1), so a longer name could stand for one object under two keys here.
+const MAX_NAME: usize = 63;
+
 #[derive(Default)]
 pub struct SessionStats {
     pub bytes_from_client: u64,
@@ -66,6 +70,10 @@ struct Flags {
     /// Which batches the target has answered and which failed, in the numbering of
     /// `Inbound::ready_sent`.
     answers: Answers,
+    /// CopyInResponse messages seen.
+    copy_starts: AtomicU64,
+    /// Woken when a COPY starts or an error arrives.
+    copy_event: Notify,
 }
 
 /// However a session ends, a schema change it had under way is over (committed or rolled
@@ -165,6 +173,8 @@ enum Expect {
     Sync(Instant),
     /// Drop everything through the next ReadyForQuery (the gateway's own statements).
     Swallow,
+    /// Forward everything before the next ReadyForQuery and drop that (the gateway's own Sync).
+    Quiet,
     /// Forward until the next ErrorResponse and send this one instead.
     ReplaceError(Arc<Vec<u8>>),
     /// A simple Query under row limits: hold its CommandCompletes and ReadyForQuery, then
@@ -350,6 +360,8 @@ pub async fn run(
         client_done: AtomicBool::new(false),
         schema_change_at: AtomicU64::new(0),
         answers: Answers::default(),
+        copy_starts: AtomicU64::new(0),
+        copy_event: Notify::new(),
     };
     let _settle = Settle { flags: &flags, catalogs: &shared.catalogs, target: &target };
     let (client_r, client_w) = tokio::io::split(client.io);
@@ -369,6 +381,8 @@ pub async fn run(
         expect: &mailbox,
         statements: HashMap::new(),
         portals: HashMap::new(),
+        batch_open: false,
+        copy_in: None,
         names: Names::default(),
         settings_at: None,
         unnamed_batch: 0,
@@ -434,7 +448,13 @@ struct Inbound<'a> {
     out: Vec<u8>,
     expect: &'a Mailbox,
     statements: HashMap<Vec<u8>, Prepared>,
-    portals: HashMap<Vec<u8>, Prepared>,
+    /// Each portal with the batch its Bind was sent in.
+    portals: HashMap<Vec<u8>, (u64, Prepared)>,
+    /// Extended-protocol messages have been sent since the last Sync.
+    batch_open: bool,
+    /// A COPY FROM STDIN was forwarded in this batch when this many COPYs had started, and
+    /// the agent has not ended its data yet.
+    copy_in: Option<(u64, u64)>,
     /// The statement names the target may hold, and the bodies `EXECUTE name` may run.
     names: Names,
     /// An Execute that may change how SQL is read was forwarded when this many answers
@@ -517,18 +537,37 @@ impl Inbound<'_> {
     /// Handles one client frame; `false` ends the session.
     async fn message(&mut self, tag: u8, frame: &[u8]) -> Result<bool, Error> {
         let body = &frame[5..];
+        if matches!(tag, frontend::QUERY | frontend::FUNCTION_CALL) && self.batch_open {
+            // The target skips a Query in a batch that has failed, without answering it, so
+            // it would not end the batch as counted here. End the batch with a Sync first;
+            // its ReadyForQuery is the gateway's own.
+            self.send(Expect::Quiet);
+            self.sync_frame(&Builder::sync());
+        }
+        if matches!(tag, frontend::PARSE | frontend::BIND | frontend::EXECUTE | frontend::DESCRIBE | frontend::CLOSE) {
+            self.batch_open = true;
+        }
         match tag {
             frontend::QUERY => self.query(frame, frontend::query(body)?).await?,
             frontend::PARSE => {
                 let p = frontend::parse(body)?;
+                if p.name.len() > MAX_NAME {
+                    self.refuse_in_batch(name_too_long());
+                    return Ok(true);
+                }
                 let param_types = p.param_types().any(|t| t != 0).then(|| p.param_types().collect());
                 self.parse(frame, p.name, p.query, param_types).await?;
             }
             frontend::BIND => {
                 let b = frontend::bind(body)?;
-                if b.statement.is_empty() && !self.unnamed_parse_ran().await? {
+                let batch = self.ready_sent + ready_answers(&self.out);
+                if b.portal.len() > MAX_NAME || b.statement.len() > MAX_NAME {
+                    self.refuse_in_batch(name_too_long());
+                    return Ok(true);
+                }
+                if b.statement.is_empty() && !self.ran_since(self.unnamed_batch).await? {
                     self.refuse_in_batch(unnamed_uncertain());
-                    self.portals.insert(b.portal.to_vec(), Prepared::Refused(unnamed_uncertain()));
+                    self.portals.insert(b.portal.to_vec(), (batch, Prepared::Refused(unnamed_uncertain())));
                     return Ok(true);
                 }
                 let judged = match self.statements.get(b.statement) {
@@ -550,11 +589,15 @@ impl Inbound<'_> {
                     Prepared::Refused(r) => self.refuse_in_batch(r.clone()),
                     Prepared::BySql => self.refuse_in_batch(unknown_statement()),
                 }
-                self.portals.insert(b.portal.to_vec(), judged);
+                self.portals.insert(b.portal.to_vec(), (batch, judged));
             }
             frontend::EXECUTE => self.execute(frame, frontend::execute(body)?).await?,
             frontend::CLOSE => {
                 let (kind, name) = frontend::target(body, "Close")?;
+                if name.len() > MAX_NAME {
+                    self.refuse_in_batch(name_too_long());
+                    return Ok(true);
+                }
                 if kind == b'S' {
                     self.statements.remove(name);
                     if !name.is_empty() {
@@ -568,15 +611,26 @@ impl Inbound<'_> {
                 self.out.extend_from_slice(frame);
             }
             frontend::DESCRIBE => {
+                if frontend::target(body, "Describe")?.1.len() > MAX_NAME {
+                    self.refuse_in_batch(name_too_long());
+                    return Ok(true);
+                }
                 if let Some(m) = self.masking() {
                     self.push_slot(SlotKind::Describe, &m, None, None);
                 }
                 self.out.extend_from_slice(frame);
             }
             frontend::SYNC => {
-                self.send(Expect::Sync(Instant::now()));
+                // The target ignores Sync in copy-in mode; counted, it would shift every
+                // later answer by one.
+                if !self.copy_started().await? {
+                    self.send(Expect::Sync(Instant::now()));
+                    self.sync_frame(frame);
+                }
+            }
+            frontend::COPY_DONE | frontend::COPY_FAIL => {
+                self.copy_in = None;
                 self.out.extend_from_slice(frame);
-                self.batch_executes = 0;
             }
             frontend::FUNCTION_CALL => {
                 // Calls a function by OID with no SQL to judge.
@@ -604,6 +658,13 @@ impl Inbound<'_> {
         self.names.settle(&self.flags.answers);
         let judged = self.judge(text);
         self.stats.statements += judged.analysis.statements.len() as u64;
+        if copies_in(&judged.analysis) > 1 {
+            // Only the latest COPY's start is followed (see `copy_started`).
+            self.stats.refused += 1;
+            let msg = "drawbridge: blocked: send each COPY FROM STDIN in a query of its own";
+            self.refuse_query(Verdict::Refuse(blocked(msg)));
+            return Ok(());
+        }
         let ids = match self.record(&judged, text, "simple") {
             Ok(ids) => ids,
             Err(r) => {
@@ -725,6 +786,9 @@ impl Inbound<'_> {
                 self.push_slot(SlotKind::Statement, &m, source, ids.get(i).copied());
             }
         }
+        if copies_in(&judged.analysis) > 0 {
+            self.copy_forwarded();
+        }
         self.out.extend_from_slice(frame);
     }
 
@@ -742,6 +806,9 @@ impl Inbound<'_> {
     fn forward_execute(&mut self, frame: &[u8], portal: &[u8], judged: &Judged, audit: Option<u64>) {
         if judged.analysis.statements.iter().any(|s| s.changes_lexing || s.has(Operation::Discard)) {
             self.settings_at = Some(self.ready_sent + ready_answers(&self.out));
+        }
+        if copies_in(&judged.analysis) > 0 {
+            self.copy_forwarded();
         }
         if let Some(m) = self.masking() {
             let source = self.source_of(&judged.analysis, 0);
@@ -853,6 +920,41 @@ impl Inbound<'_> {
                 rows_seen: None,
             });
         }
+    }
+
+    /// Notes a COPY FROM STDIN about to be forwarded, before its answer can arrive.
+    fn copy_forwarded(&mut self) {
+        let batch = self.ready_sent + ready_answers(&self.out);
+        self.copy_in = Some((self.flags.copy_starts.load(Ordering::SeqCst), batch));
+    }
+
+    /// Whether the target is in copy-in mode for the COPY last forwarded: it answered with
+    /// CopyInResponse, not with an error in its batch (the COPY failed or was skipped).
+    async fn copy_started(&mut self) -> Result<bool, Error> {
+        let Some((starts, batch)) = self.copy_in else {
+            return Ok(false);
+        };
+        // The target sends an error at once but may hold other answers back.
+        self.out.extend_from_slice(&Builder::flush());
+        self.flush().await?;
+        loop {
+            let event = self.flags.copy_event.notified();
+            if self.flags.copy_starts.load(Ordering::SeqCst) > starts {
+                return Ok(true);
+            }
+            if self.flags.answers.failed_since(batch) {
+                self.copy_in = None;
+                return Ok(false);
+            }
+            event.await;
+        }
+    }
+
+    /// Ends the extended-protocol batch with `frame`, a Sync.
+    fn sync_frame(&mut self, frame: &[u8]) {
+        self.out.extend_from_slice(frame);
+        self.batch_executes = 0;
+        self.batch_open = false;
     }
 
     fn refuse_query(&mut self, verdict: Verdict) {
@@ -1033,7 +1135,19 @@ impl Inbound<'_> {
     }
 
     async fn execute(&mut self, frame: &[u8], e: frontend::Execute<'_>) -> Result<(), Error> {
-        let (judged, id, param_types) = match self.portals.get(e.portal) {
+        if e.portal.len() > MAX_NAME {
+            self.refuse_in_batch(name_too_long());
+            return Ok(());
+        }
+        // A Bind that failed at the target left an older portal of the name there (one kept
+        // across a savepoint rollback, a holdable cursor).
+        if let Some(bound) = self.portals.get(e.portal).map(|(b, _)| *b) {
+            if !self.ran_since(bound).await? {
+                self.refuse_in_batch(portal_uncertain());
+                return Ok(());
+            }
+        }
+        let (judged, id, param_types) = match self.portals.get(e.portal).map(|(_, p)| p) {
             Some(Prepared::Allowed { judged, id, approval, param_types }) => {
                 if let (Some(a), Verdict::Approve { rule, reason, approval: spec }) = (approval.clone(), judged.verdict.clone()) {
                     let judged = judged.clone();
@@ -1184,18 +1298,19 @@ impl Inbound<'_> {
         Ok(true)
     }
 
-    /// Whether the target holds the unnamed statement the gateway judged last. A Parse after
-    /// an error in its batch is skipped, leaving an older statement under the name; a Bind
-    /// in the same batch is skipped with it, but one in a later batch is not.
-    async fn unnamed_parse_ran(&mut self) -> Result<bool, Error> {
-        if self.ready_sent + ready_answers(&self.out) == self.unnamed_batch {
+    /// Whether what the gateway sent in `batch` took effect at the target. In the same batch
+    /// it did, or the caller's message is skipped with it. A later batch waits for the
+    /// answers so far: no error may have come since (a Parse or Bind after an error in its
+    /// batch is skipped, leaving an older statement or portal of its name at the target).
+    async fn ran_since(&mut self, batch: u64) -> Result<bool, Error> {
+        if self.ready_sent + ready_answers(&self.out) == batch {
             return Ok(true);
         }
         // Flush: the target may hold answers to this batch's earlier messages back until Sync.
         self.out.extend_from_slice(&Builder::flush());
         self.flush().await?;
         self.barrier().await;
-        Ok(!self.flags.answers.failed_since(self.unnamed_batch))
+        Ok(!self.flags.answers.failed_since(batch))
     }
 
     /// Waits until every earlier message has been answered; returns the transaction status.
@@ -1362,6 +1477,11 @@ fn sql_text(raw: &[u8]) -> Cow<'_, str> {
     }
 }
 
+/// How many statements of `a` read COPY data from the agent.
+fn copies_in(a: &Analysis) -> usize {
+    a.statements.iter().filter(|s| s.has(Operation::CopyFrom)).count()
+}
+
 fn changes_session_settings(a: &Analysis) -> bool {
     a.statements.iter().any(|s| {
         s.has(Operation::Set)
@@ -1481,6 +1601,14 @@ fn unnamed_uncertain() -> Arc<Vec<u8>> {
 
 fn sql_prepared_bind() -> Arc<Vec<u8>> {
     blocked("drawbridge: blocked: this statement was made by SQL PREPARE; run it with EXECUTE")
+}
+
+fn name_too_long() -> Arc<Vec<u8>> {
+    blocked("drawbridge: blocked: statement and portal names are limited to 63 bytes")
+}
+
+fn portal_uncertain() -> Arc<Vec<u8>> {
+    blocked("drawbridge: blocked: an error came after this portal was bound, so the gateway cannot tell which portal the target holds; bind it again")
 }
 
 fn unknown_statement() -> Arc<Vec<u8>> {
@@ -1720,6 +1848,17 @@ impl Outbound<'_> {
             self.ready_seen += 1;
             self.flags.answers.ready(self.ready_seen);
         }
+        match tag {
+            backend::ERROR_RESPONSE => {
+                self.flags.answers.error(self.ready_seen);
+                self.flags.copy_event.notify_one();
+            }
+            backend::COPY_IN_RESPONSE => {
+                self.flags.copy_starts.fetch_add(1, Ordering::SeqCst);
+                self.flags.copy_event.notify_one();
+            }
+            _ => {}
+        }
         let mut drop_completion = false;
         if self.strict_from.is_some() || !self.slots.is_empty() {
             match self.masking(tag, pos, total)? {
@@ -1736,7 +1875,6 @@ impl Outbound<'_> {
         };
         if tag == backend::ERROR_RESPONSE {
             self.batch.failed = true;
-            self.flags.answers.error(self.ready_seen);
         }
         if !self.tracking.is_empty() {
             let guarded = match self.queue.front() {
@@ -1768,6 +1906,8 @@ impl Outbound<'_> {
         let action = match self.queue.front_mut() {
             None | Some(Expect::Sync(_)) => Action::Forward,
             Some(Expect::Swallow) => Action::Drop,
+            Some(Expect::Quiet) if tag == backend::READY_FOR_QUERY => Action::Drop,
+            Some(Expect::Quiet) => Action::Forward,
             Some(Expect::ReplaceError(r)) if tag == backend::ERROR_RESPONSE => {
                 let r = r.clone();
                 self.queue.pop_front();
@@ -2033,7 +2173,7 @@ impl Outbound<'_> {
         // A ReadyForQuery ended the batch while an Execute guard was pending; the
         // expectation for the Sync that caused it is next.
         let action = match self.queue.front() {
-            Some(Expect::Swallow) => Action::Drop,
+            Some(Expect::Swallow | Expect::Quiet) => Action::Drop,
             _ => Action::Forward,
         };
         self.queue.pop_front();
