@@ -551,8 +551,7 @@ impl Inbound<'_> {
             frontend::QUERY => self.query(frame, frontend::query(body)?).await?,
             frontend::PARSE => {
                 let p = frontend::parse(body)?;
-                if p.name.len() > MAX_NAME {
-                    self.refuse_in_batch(name_too_long());
+                if self.refuse_long_names(&[p.name]) {
                     return Ok(true);
                 }
                 let param_types = p.param_types().any(|t| t != 0).then(|| p.param_types().collect());
@@ -560,9 +559,8 @@ impl Inbound<'_> {
             }
             frontend::BIND => {
                 let b = frontend::bind(body)?;
-                let batch = self.ready_sent + ready_answers(&self.out);
-                if b.portal.len() > MAX_NAME || b.statement.len() > MAX_NAME {
-                    self.refuse_in_batch(name_too_long());
+                let batch = self.batch();
+                if self.refuse_long_names(&[b.portal, b.statement]) {
                     return Ok(true);
                 }
                 if b.statement.is_empty() && !self.ran_since(self.unnamed_batch).await? {
@@ -594,15 +592,14 @@ impl Inbound<'_> {
             frontend::EXECUTE => self.execute(frame, frontend::execute(body)?).await?,
             frontend::CLOSE => {
                 let (kind, name) = frontend::target(body, "Close")?;
-                if name.len() > MAX_NAME {
-                    self.refuse_in_batch(name_too_long());
+                if self.refuse_long_names(&[name]) {
                     return Ok(true);
                 }
                 if kind == b'S' {
                     self.statements.remove(name);
                     if !name.is_empty() {
                         self.names.settle(&self.flags.answers);
-                        let batch = self.ready_sent + ready_answers(&self.out);
+                        let batch = self.batch();
                         self.names.freed(Some(name), batch, &self.flags.answers);
                     }
                 } else {
@@ -611,8 +608,7 @@ impl Inbound<'_> {
                 self.out.extend_from_slice(frame);
             }
             frontend::DESCRIBE => {
-                if frontend::target(body, "Describe")?.1.len() > MAX_NAME {
-                    self.refuse_in_batch(name_too_long());
+                if self.refuse_long_names(&[frontend::target(body, "Describe")?.1]) {
                     return Ok(true);
                 }
                 if let Some(m) = self.masking() {
@@ -700,7 +696,7 @@ impl Inbound<'_> {
                     self.send(Expect::Track(*id, now));
                 }
                 self.send(Expect::Sync(now));
-                batch = Some(self.ready_sent + ready_answers(&self.out));
+                batch = Some(self.batch());
                 self.forward_query(frame, &judged, &ids);
             }
             v if v.limited() && !self.single_rows(&judged, &[]) => self.guarded_query(frame, &judged, &ids).await?,
@@ -710,7 +706,7 @@ impl Inbound<'_> {
                     self.send(Expect::Track(*id, now));
                 }
                 self.send(Expect::Sync(Instant::now()));
-                batch = Some(self.ready_sent + ready_answers(&self.out));
+                batch = Some(self.batch());
                 self.forward_query(frame, &judged, &ids);
             }
         }
@@ -754,7 +750,7 @@ impl Inbound<'_> {
     /// Tells `Outbound` which result the target will send next and how to mask it.
     fn push_slot(&self, kind: SlotKind, masks: &Arc<SessionMasks>, source: Option<(Arc<Analysis>, usize)>, audit: Option<u64>) {
         self.expect.slot(Slot {
-            seq: self.ready_sent + ready_answers(&self.out),
+            seq: self.batch(),
             kind,
             masks: masks.clone(),
             source,
@@ -805,7 +801,7 @@ impl Inbound<'_> {
     /// portal, since the agent may not have asked for one and the plan needs it.
     fn forward_execute(&mut self, frame: &[u8], portal: &[u8], judged: &Judged, audit: Option<u64>) {
         if judged.analysis.statements.iter().any(|s| s.changes_lexing || s.has(Operation::Discard)) {
-            self.settings_at = Some(self.ready_sent + ready_answers(&self.out));
+            self.settings_at = Some(self.batch());
         }
         if copies_in(&judged.analysis) > 0 {
             self.copy_forwarded();
@@ -828,7 +824,7 @@ impl Inbound<'_> {
             return;
         }
         // Answered by the next Query or Sync written after what is queued now.
-        let answer = self.ready_sent + ready_answers(&self.out) + 1;
+        let answer = self.batch() + 1;
         if self.flags.schema_change_at.swap(answer, Ordering::SeqCst) == 0 {
             self.shared.catalogs.change_began();
         }
@@ -922,9 +918,23 @@ impl Inbound<'_> {
         }
     }
 
+    /// The batch the next message joins: the ReadyForQuery answers asked for before it.
+    fn batch(&self) -> u64 {
+        self.ready_sent + ready_answers(&self.out)
+    }
+
+    /// Refuses the message when one of its statement or portal names is too long.
+    fn refuse_long_names(&mut self, names: &[&[u8]]) -> bool {
+        let long = names.iter().any(|n| n.len() > MAX_NAME);
+        if long {
+            self.refuse_in_batch(blocked("drawbridge: blocked: statement and portal names are limited to 63 bytes"));
+        }
+        long
+    }
+
     /// Notes a COPY FROM STDIN about to be forwarded, before its answer can arrive.
     fn copy_forwarded(&mut self) {
-        let batch = self.ready_sent + ready_answers(&self.out);
+        let batch = self.batch();
         self.copy_in = Some((self.flags.copy_starts.load(Ordering::SeqCst), batch));
     }
 
@@ -984,7 +994,7 @@ impl Inbound<'_> {
             return Ok(());
         }
         if name.is_empty() {
-            self.unnamed_batch = self.ready_sent + ready_answers(&self.out);
+            self.unnamed_batch = self.batch();
         }
         // Only named statements need it: the unnamed one is parsed afresh for most queries.
         let text_key = if name.is_empty() {
@@ -1135,8 +1145,7 @@ impl Inbound<'_> {
     }
 
     async fn execute(&mut self, frame: &[u8], e: frontend::Execute<'_>) -> Result<(), Error> {
-        if e.portal.len() > MAX_NAME {
-            self.refuse_in_batch(name_too_long());
+        if self.refuse_long_names(&[e.portal]) {
             return Ok(());
         }
         // A Bind that failed at the target left an older portal of the name there (one kept
@@ -1289,7 +1298,7 @@ impl Inbound<'_> {
     /// needs a Sync after it. False: none was sent yet, so the text cannot be judged.
     async fn settings_settled(&mut self) -> Result<bool, Error> {
         let Some(at) = self.settings_at else { return Ok(true) };
-        if self.ready_sent + ready_answers(&self.out) <= at {
+        if self.batch() <= at {
             return Ok(false);
         }
         self.settings_at = None;
@@ -1303,7 +1312,7 @@ impl Inbound<'_> {
     /// answers so far: no error may have come since (a Parse or Bind after an error in its
     /// batch is skipped, leaving an older statement or portal of its name at the target).
     async fn ran_since(&mut self, batch: u64) -> Result<bool, Error> {
-        if self.ready_sent + ready_answers(&self.out) == batch {
+        if self.batch() == batch {
             return Ok(true);
         }
         // Flush: the target may hold answers to this batch's earlier messages back until Sync.
@@ -1601,10 +1610,6 @@ fn unnamed_uncertain() -> Arc<Vec<u8>> {
 
 fn sql_prepared_bind() -> Arc<Vec<u8>> {
     blocked("drawbridge: blocked: this statement was made by SQL PREPARE; run it with EXECUTE")
-}
-
-fn name_too_long() -> Arc<Vec<u8>> {
-    blocked("drawbridge: blocked: statement and portal names are limited to 63 bytes")
 }
 
 fn portal_uncertain() -> Arc<Vec<u8>> {
