@@ -433,6 +433,27 @@ def test_settings_change_is_seen_before_pipelined_sql(urls, make_table, admin, s
 
 
 @pytest.mark.gateway_only
+@pytest.mark.parametrize("sql", [
+    "SET standard_conforming_strings = off",
+    "SET LOCAL standard_conforming_strings TO false",
+    "SELECT set_config('standard_conforming_strings', 'off', false)",
+    "SET NAMES 'SJIS'",
+    "SET client_encoding = 'big5'",
+])
+def test_settings_the_gateway_cannot_read_under_are_refused_up_front(urls, sql):
+    """Refused before it runs, so the session keeps reading SQL as before and stays usable."""
+    with psycopg.connect(urls["gateway"], autocommit=True) as conn:
+        with pytest.raises(errors.FeatureNotSupported, match="drawbridge"):
+            conn.execute(sql)
+        assert conn.execute("SHOW standard_conforming_strings").fetchone() == ("on",)
+        assert conn.execute("SHOW client_encoding").fetchone() == ("UTF8",)
+        assert conn.execute("SELECT 'a\\b'").fetchone() == ("a\\b",)
+        conn.execute("SET standard_conforming_strings = on")
+        conn.execute("SET client_encoding = 'LATIN1'")
+        assert conn.execute("SHOW client_encoding").fetchone() == ("LATIN1",)
+
+
+@pytest.mark.gateway_only
 def test_refused_inside_transaction_then_rollback(urls, make_table, admin):
     table = make_table(rows=sample_rows(3))
     with psycopg.connect(urls["gateway"]) as conn:

@@ -92,11 +92,9 @@ impl Drop for Settle<'_> {
     }
 }
 
-/// Client encodings in which a byte that looks like a quote or backslash may be part of a
-/// multi-byte character; SQL in them would be read differently by the gateway and target.
+/// `sql::encoding_is_safe` for a name as the target reports it.
 pub fn encoding_is_safe(name: &[u8]) -> bool {
-    const UNSAFE: &[&[u8]] = &[b"SJIS", b"SHIFT_JIS_2004", b"BIG5", b"GBK", b"UHC", b"GB18030", b"JOHAB"];
-    !UNSAFE.iter().any(|u| u.eq_ignore_ascii_case(name))
+    std::str::from_utf8(name).is_ok_and(sql::encoding_is_safe)
 }
 
 /// A message's analysis and the decision on each statement.
@@ -1582,6 +1580,7 @@ fn analysis_refusal(e: &sql::Error) -> Verdict {
         sql::Error::Syntax(_) => "42601",
         sql::Error::TooLarge { .. } => "54000",
         sql::Error::TooDeep { .. } => "54001",
+        sql::Error::Unsupported(_) => "0A000",
         _ => "42501",
     };
     refusal(code, format!("drawbridge: {e}"), None)

@@ -5,7 +5,7 @@
 //! statement hidden inside an unfamiliar node is still found.
 
 use crate::facts::{Analysis, CopyOptions, Function, Operation, Statement, Table, Transaction};
-use crate::{key, lineage, walk};
+use crate::{key, lineage, walk, Error};
 use pg_query::protobuf::{
     self, a_const, DiscardMode, ObjectType, RoleStmtType, SetOperation, TransactionStmtKind,
     VariableSetKind,
@@ -60,15 +60,98 @@ fn is_lexing_setting(name: &str) -> bool {
     name == "client_encoding" || name == "standard_conforming_strings"
 }
 
-/// Extension functions that queue SQL text to run later in another session (pg_cron),
-/// matched with their schema: their bare names are common words.
+/// Client encodings in which a byte that looks like a quote or backslash may be part of a
+/// multi-byte character, by every name PostgreSQL accepts for them (compared as PostgreSQL
+/// does: lower case, letters and digits only).
+const UNSAFE_ENCODINGS: &[&str] = &[
+    "sjis", "shiftjis", "mskanji", "win932", "windows932", "shiftjis2004", "big5", "win950",
+    "windows950", "gbk", "win936", "windows936", "uhc", "win949", "windows949", "gb18030", "johab",
+];
+
+/// Whether SQL text in client encoding `name` reads the same to the gateway as to the target.
+pub fn encoding_is_safe(name: &str) -> bool {
+    let key: String = name.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect();
+    !UNSAFE_ENCODINGS.contains(&key.as_str())
+}
+
+/// Why giving lexing setting `name` the constant `value` (`None`: not a constant) must be
+/// refused: after it the target would read SQL text differently from the gateway's parser.
+fn unsupported_lexing(name: &str, value: Option<&a_const::Val>) -> Option<String> {
+    let text = match value {
+        Some(a_const::Val::Sval(s)) => Some(s.sval.to_ascii_lowercase()),
+        Some(a_const::Val::Ival(i)) => Some(i.ival.to_string()),
+        _ => None,
+    };
+    let supported = match (name, text.as_deref()) {
+        // The spellings PostgreSQL reads as true.
+        ("standard_conforming_strings", Some(v)) => ["t", "tr", "tru", "true", "y", "ye", "yes", "on", "1"].contains(&v),
+        ("client_encoding", Some(v)) => encoding_is_safe(v),
+        _ => false,
+    };
+    (!supported).then(|| match name {
+        "standard_conforming_strings" => {
+            "drawbridge supports only standard_conforming_strings = on: with it off, the target would read backslashes in later SQL differently from the gateway".into()
+        }
+        _ => "drawbridge does not support this client_encoding (one whose characters can hold a quote or backslash byte); use UTF8".into(),
+    })
+}
+
+/// Extension functions that queue SQL text to run later in another session (pg_cron). With
+/// their schema they always count; bare names are common words, see `runs_scheduled_sql`.
 const SQL_SCHEDULERS: &[(&str, &str)] = &[("cron", "schedule"), ("cron", "alter_job")];
 
-/// Whether a call of `schema.name` with `args` arguments runs SQL text. `ts_rewrite` runs
-/// SQL only in its two-argument form; `ts_rewrite(query, target, substitute)` takes tsqueries.
-pub(crate) fn is_dynamic_sql(schema: Option<&str>, name: &str, args: usize) -> bool {
-    (DYNAMIC_SQL.contains(&name) && !(name == "ts_rewrite" && args == 3))
-        || schema.is_some_and(|s| SQL_SCHEDULERS.contains(&(s, name)))
+/// Whether a call of `schema.name` with `args` runs SQL text. `ts_rewrite` runs SQL only in
+/// its two-argument form; `ts_rewrite(query, target, substitute)` takes tsqueries.
+pub(crate) fn is_dynamic_sql(schema: Option<&str>, name: &str, args: &[protobuf::Node]) -> bool {
+    (DYNAMIC_SQL.contains(&name) && !(name == "ts_rewrite" && args.len() == 3))
+        || match schema {
+            Some(s) => SQL_SCHEDULERS.contains(&(s, name)),
+            None => runs_scheduled_sql(name, args),
+        }
+}
+
+/// A pg_cron entry point called without its schema (`cron` on the search path): a bare
+/// `schedule` or `alter_job` whose command argument is SQL text, or is computed. A function
+/// of the user's own by that name passes unless it is given SQL text in that place.
+fn runs_scheduled_sql(name: &str, args: &[protobuf::Node]) -> bool {
+    let named = args.iter().find_map(|a| match &a.node {
+        Some(NodeEnum::NamedArgExpr(n)) if n.name.eq_ignore_ascii_case("command") => n.arg.as_deref(),
+        _ => None,
+    });
+    let positional = || {
+        let at = match (name, args.len()) {
+            ("schedule", 2) => 1,
+            ("schedule", 3) | ("alter_job", 3..) => 2,
+            _ => return None,
+        };
+        args.get(at)
+    };
+    let command = match name {
+        "schedule" | "alter_job" => named.or_else(positional),
+        _ => None,
+    };
+    match command.and_then(|c| c.node.as_ref()) {
+        None => false,
+        Some(NodeEnum::AConst(c)) => match &c.val {
+            Some(a_const::Val::Sval(s)) => parses_as_sql(&s.sval),
+            _ => false,
+        },
+        Some(_) => true,
+    }
+}
+
+/// Whether `text` holds at least one SQL statement. Fails closed (true) on text too deep to
+/// parse safely on what is left of this thread's stack.
+fn parses_as_sql(text: &str) -> bool {
+    const MAX_LEVELS: usize = 200;
+    match crate::depth::bound(text, MAX_LEVELS) {
+        Ok(levels) if stacker::remaining_stack().is_some_and(|left| left >= crate::parse::stack_for(levels)) => {
+            pg_query::parse(text, 0).is_ok_and(|r| !r.protobuf.stmts.is_empty())
+        }
+        Ok(_) => true,
+        Err(Error::Syntax(_)) => false,
+        Err(_) => true,
+    }
 }
 
 /// Facts plus whether any fact was derived from a constant's value (such facts must not be
@@ -106,7 +189,7 @@ struct Ctx {
     scope: Option<Rc<Scope>>,
 }
 
-pub(crate) fn analyze(text: &str, tree: &protobuf::ParseResult) -> Outcome {
+pub(crate) fn analyze(text: &str, tree: &protobuf::ParseResult) -> Result<Outcome, Error> {
     let mut read_constants = false;
     let mut statements = Vec::with_capacity(tree.stmts.len());
     for raw in &tree.stmts {
@@ -118,6 +201,9 @@ pub(crate) fn analyze(text: &str, tree: &protobuf::ParseResult) -> Outcome {
         };
         let mut w = Walker::new(start, end, top.to_ref());
         w.run(top.to_ref());
+        if let Some(reason) = w.unsupported.take() {
+            return Err(Error::Unsupported(reason));
+        }
         read_constants |= w.read_constants;
         let mut st = w.finish(top.to_ref());
         st.result = lineage::of_statement(top.to_ref());
@@ -131,7 +217,7 @@ pub(crate) fn analyze(text: &str, tree: &protobuf::ParseResult) -> Outcome {
         }
         statements.push(st);
     }
-    Outcome { analysis: Analysis { statements }, read_constants }
+    Ok(Outcome { analysis: Analysis { statements }, read_constants })
 }
 
 struct Walker<'a> {
@@ -141,6 +227,8 @@ struct Walker<'a> {
     buf: Vec<NodeRef<'a>>,
     dml_nodes: usize,
     read_constants: bool,
+    /// Why the statement cannot be let through whatever the policy says.
+    unsupported: Option<String>,
 }
 
 impl<'a> Walker<'a> {
@@ -168,6 +256,7 @@ impl<'a> Walker<'a> {
             buf: Vec::new(),
             dml_nodes: 0,
             read_constants: false,
+            unsupported: None,
         }
     }
 
@@ -427,6 +516,13 @@ impl<'a> Walker<'a> {
                         let v = s.sval.to_ascii_lowercase();
                         if is_lexing_setting(&v) {
                             self.st.changes_lexing = true;
+                            let value = match fc.args.get(1).and_then(|a| a.node.as_ref()) {
+                                Some(NodeEnum::AConst(c)) => c.val.as_ref(),
+                                _ => None,
+                            };
+                            if let Some(reason) = unsupported_lexing(&v, value) {
+                                self.unsupported.get_or_insert(reason);
+                            }
                         }
                         v != "role" && v != "session_authorization"
                     }
@@ -438,7 +534,11 @@ impl<'a> Walker<'a> {
                 self.op(ctx, Operation::SetRole);
             }
         }
-        if is_dynamic_sql(schema.as_deref(), name, fc.args.len()) {
+        if schema.is_none() && (*name == "schedule" || *name == "alter_job") {
+            // Whether it runs SQL depends on its text argument's value.
+            self.read_constants = true;
+        }
+        if is_dynamic_sql(schema.as_deref(), name, &fc.args) {
             self.op(ctx, Operation::DynamicSql);
         }
     }
@@ -489,6 +589,20 @@ impl<'a> Walker<'a> {
         let name = v.name.to_ascii_lowercase();
         if kind == VariableSetKind::VarResetAll || is_lexing_setting(&name) {
             self.st.changes_lexing = true;
+        }
+        if kind == VariableSetKind::VarSetValue && is_lexing_setting(&name) {
+            // `on` and `off` share a shape: this decision holds for this text only.
+            self.read_constants = true;
+            let value = match v.args.as_slice() {
+                [one] => match &one.node {
+                    Some(NodeEnum::AConst(c)) => c.val.as_ref(),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(reason) = unsupported_lexing(&name, value) {
+                self.unsupported.get_or_insert(reason);
+            }
         }
         match kind {
             VariableSetKind::VarReset | VariableSetKind::VarResetAll => self.op(ctx, O::Reset),

@@ -15,6 +15,7 @@ mod normalize;
 mod parse;
 mod walk;
 
+pub use analyze::encoding_is_safe;
 pub use redact::redact_secrets;
 pub use facts::{
     Analysis, ColumnSource, CopyOptions, Function, Lineage, Operation, Output, Pinned, Relation, Sources, Statement, Table,
@@ -42,6 +43,10 @@ pub enum Error {
     Syntax(String),
     #[error("statement could not be analysed: {0}")]
     Internal(String),
+    /// Parsed, but it would make the target read later SQL text differently from the
+    /// gateway's parser.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Input bounds.

@@ -874,7 +874,7 @@ impl<'a> Lin<'a> {
         let name = f.funcname.last().and_then(part);
         let schema = f.funcname.len().checked_sub(2).and_then(|i| f.funcname.get(i)).and_then(part);
         // Functions that run SQL text read what the text says.
-        if name.is_some_and(|n| is_dynamic_sql(schema, n, f.args.len())) {
+        if name.is_some_and(|n| is_dynamic_sql(schema, n, &f.args)) {
             src.opaque = true;
         }
         if let Some(over) = &f.over {

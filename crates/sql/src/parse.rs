@@ -47,7 +47,7 @@ fn parse_here(text: &str, limits: &Limits) -> Result<Outcome, Error> {
         pg_query::parse(text, 0).map(|r| analyze::analyze(text, &r.protobuf))
     }));
     match parsed {
-        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) => {
             let msg = message(e);
             if msg.contains("stack depth limit exceeded") || msg.contains("nested too deeply") {

@@ -195,6 +195,13 @@ const FOUND: &[(&str, &[O])] = &[
     ("SELECT cron.schedule('nightly', '0 3 * * *', $$DELETE FROM orders$$)", &[O::DynamicSql]),
     ("SELECT cron.alter_job(1, command => 'TRUNCATE users')", &[O::DynamicSql]),
     ("SELECT cron.schedule_in_database('j', '* * * * *', 'DROP TABLE users', 'app')", &[O::DynamicSql]),
+    // pg_cron without its schema: SQL text, or a computed value, as the command.
+    ("SELECT schedule('0 3 * * *', 'DROP TABLE users')", &[O::DynamicSql]),
+    ("SELECT Schedule('nightly', '0 3 * * *', 'VACUUM')", &[O::DynamicSql]),
+    ("SELECT schedule('* * * * *', 'DROP TABLE ' || 'users')", &[O::DynamicSql]),
+    ("SELECT schedule('* * * * *', cmd) FROM (VALUES ('TRUNCATE users')) v(cmd)", &[O::DynamicSql]),
+    ("SELECT alter_job(1, command => 'TRUNCATE users')", &[O::DynamicSql]),
+    ("SELECT alter_job(1, '* * * * *', $$DELETE FROM orders$$)", &[O::DynamicSql]),
     ("SELECT pg_background_launch('DELETE FROM users')", &[O::DynamicSql]),
     ("SELECT * FROM connectby('users; DROP TABLE x', 'id', 'parent', '1', 0) AS t(a int, b int, c int)", &[O::DynamicSql]),
     ("SELECT * FROM xpath_table('id', 'doc', 'docs', '/a', 'true') AS t(id int, a text)", &[O::DynamicSql]),
@@ -209,6 +216,9 @@ const NOT_FOUND: &[(&str, &[O])] = &[
     ("SELECT 'DROP TABLE users'", &[O::DropTable]),
     // Only pg_cron's schema makes these names job schedulers.
     ("SELECT schedule('0 3 * * *', 'weekly')", &[O::DynamicSql]),
+    ("SELECT schedule('nightly report', '0 3 * * *', 'send to ops')", &[O::DynamicSql]),
+    ("SELECT schedule(42)", &[O::DynamicSql]),
+    ("SELECT alter_job(1, 'x')", &[O::DynamicSql]),
     ("SELECT app.alter_job(1, 'x')", &[O::DynamicSql]),
     ("SELECT 'x; DELETE FROM users'", &[O::Delete]),
     ("SELECT $$DELETE FROM users$$", &[O::Delete]),

@@ -233,18 +233,66 @@ fn schema_changes_are_ddl_not_other() {
 #[test]
 fn settings_that_change_how_sql_is_read() {
     for q in [
-        "SET standard_conforming_strings = off",
+        "SET standard_conforming_strings = on",
         "SET SESSION standard_conforming_strings TO on",
-        "SET NAMES 'SJIS'",
+        "SET NAMES 'LATIN1'",
         "SET client_encoding = 'UTF8'",
         "RESET client_encoding",
         "RESET ALL",
-        "SELECT set_config('standard_conforming_strings', 'off', false)",
-        "SELECT pg_catalog.set_config('CLIENT_ENCODING', 'BIG5', false)",
+        "SELECT set_config('standard_conforming_strings', 'on', false)",
+        "SELECT pg_catalog.set_config('CLIENT_ENCODING', 'LATIN1', false)",
     ] {
         assert!(one(q).changes_lexing, "{q}");
     }
     for q in ["SET work_mem = '8MB'", "RESET statement_timeout", "SELECT set_config('app.user', 'x', true)", "SELECT 1"] {
         assert!(!one(q).changes_lexing, "{q}");
     }
+}
+
+#[test]
+fn settings_the_parser_cannot_follow_are_refused() {
+    let a = Analyzer::default();
+    for q in [
+        "SET standard_conforming_strings = off",
+        "SET LOCAL standard_conforming_strings TO 'false'",
+        "set \"Standard_Conforming_Strings\" = 0",
+        "SELECT 1; SET standard_conforming_strings = no",
+        "SELECT set_config('standard_conforming_strings', 'off', false)",
+        "SELECT set_config('standard_conforming_strings', current_setting('x'), false)",
+        "ALTER ROLE bob SET standard_conforming_strings = off",
+        "ALTER DATABASE d SET standard_conforming_strings TO off",
+        "SET NAMES 'SJIS'",
+        "SET client_encoding = 'Shift-JIS'",
+        "SET client_encoding TO 'win932'",
+        "SELECT pg_catalog.set_config('client_encoding', 'BIG5', false)",
+    ] {
+        assert!(matches!(a.analyze(q), Err(drawbridge_sql::Error::Unsupported(_))), "{q}: {:?}", a.analyze(q));
+    }
+    for q in [
+        "SET standard_conforming_strings = on",
+        "SET standard_conforming_strings TO true",
+        "SET SESSION standard_conforming_strings = 1",
+        "SET standard_conforming_strings TO DEFAULT",
+        "RESET standard_conforming_strings",
+        "SELECT set_config('standard_conforming_strings', 'on', false)",
+        "SET NAMES 'UTF8'",
+        "SET client_encoding = 'latin1'",
+        "SET client_encoding = 'SQL_ASCII'",
+    ] {
+        assert!(a.analyze(q).is_ok(), "{q}: {:?}", a.analyze(q));
+    }
+    // `on` and `off` are one shape: the refusal must not be shared through it.
+    assert!(a.analyze("SET standard_conforming_strings = 'on'").is_ok());
+    assert!(a.analyze("SET standard_conforming_strings = 'off'").is_err());
+    assert!(drawbridge_sql::encoding_is_safe("UTF8") && !drawbridge_sql::encoding_is_safe("SHIFT_JIS_2004"));
+}
+
+#[test]
+fn a_bare_schedule_call_is_judged_by_its_own_text() {
+    // One shape; only the second runs SQL (when `cron` is on the search path).
+    let a = Analyzer::default();
+    let dynamic = |q: &str| a.analyze(q).unwrap().statements[0].has(drawbridge_sql::Operation::DynamicSql);
+    assert!(!dynamic("SELECT schedule('0 3 * * *', 'weekly')"));
+    assert!(dynamic("SELECT schedule('0 3 * * *', 'DROP TABLE users')"));
+    assert!(!dynamic("SELECT schedule('0 4 * * *', 'monthly')"));
 }
