@@ -90,9 +90,9 @@ fn unsupported_lexing(name: &str, value: Option<&a_const::Val>) -> Option<String
     };
     (!supported).then(|| match name {
         "standard_conforming_strings" => {
-            "drawbridge supports only standard_conforming_strings = on: with it off, the target would read backslashes in later SQL differently from the gateway".into()
+            "standard_conforming_strings must stay on: with it off, the target would read backslashes in later SQL differently from the gateway".into()
         }
-        _ => "drawbridge does not support this client_encoding (one whose characters can hold a quote or backslash byte); use UTF8".into(),
+        _ => "this client_encoding is not supported (its characters can hold a quote or backslash byte); use UTF8".into(),
     })
 }
 

@@ -319,8 +319,12 @@ DESTRUCTIVE = [
     deny("setval-qualified", "SELECT pg_catalog.setval('corpus_seq', 1, false)", DESTROY),
     deny("setval-unicode", "SELECT U&\"s\\0065tval\"('corpus_seq', 5)", DESTROY),
     # --- settings that would let a later message mean something else ---------------------------
-    deny("after-scs-off", "SELECT '\\'' ; DELETE FROM orders ; --'",
-         setup=["SET standard_conforming_strings = off"], msg="standard_conforming_strings", reconnect=True),
+    # Refused before they run: after them the target would read backslashes or quote bytes in
+    # later SQL differently from the gateway's parser.
+    deny("scs-off", "SET standard_conforming_strings = off", msg="standard_conforming_strings", sqlstate="0A000"),
+    deny("scs-off-set-config", "SELECT set_config('standard_conforming_strings', 'no', false)",
+         msg="standard_conforming_strings", sqlstate="0A000"),
+    deny("client-encoding-sjis", "SET client_encoding TO 'Shift_JIS'", msg="client_encoding", sqlstate="0A000"),
 ]
 
 BENIGN = [
