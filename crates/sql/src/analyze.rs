@@ -114,6 +114,9 @@ pub(crate) fn is_dynamic_sql(schema: Option<&str>, name: &str, args: &[protobuf:
 /// `schedule` or `alter_job` whose command argument is SQL text, or is computed. A function
 /// of the user's own by that name passes unless it is given SQL text in that place.
 fn runs_scheduled_sql(name: &str, args: &[protobuf::Node]) -> bool {
+    if name != "schedule" && name != "alter_job" {
+        return false;
+    }
     let named = args.iter().find_map(|a| match &a.node {
         Some(NodeEnum::NamedArgExpr(n)) if n.name.eq_ignore_ascii_case("command") => n.arg.as_deref(),
         _ => None,
@@ -126,11 +129,7 @@ fn runs_scheduled_sql(name: &str, args: &[protobuf::Node]) -> bool {
         };
         args.get(at)
     };
-    let command = match name {
-        "schedule" | "alter_job" => named.or_else(positional),
-        _ => None,
-    };
-    match command.and_then(|c| c.node.as_ref()) {
+    match named.or_else(positional).and_then(|c| c.node.as_ref()) {
         None => false,
         Some(NodeEnum::AConst(c)) => match &c.val {
             Some(a_const::Val::Sval(s)) => parses_as_sql(&s.sval),
